@@ -1,0 +1,84 @@
+package httpmw_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+
+	"github.com/raftsession/raftsession/httpmw"
+	"github.com/raftsession/raftsession/session"
+)
+
+func Example() {
+	store := session.NewMemoryStore(session.MemoryOptions{})
+	defer store.Close()
+	m, err := httpmw.New(store, httpmw.Options{
+		Secrets: [][]byte{[]byte("use 32+ random bytes from a vault")},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) {
+		s := httpmw.FromContext(r.Context())
+		s.Regenerate() // new ID, data kept: session fixation defence
+		s.Set("user", r.FormValue("user"))
+		s.SetOwner("user:" + r.FormValue("user"))
+	})
+	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", httpmw.FromContext(r.Context()).GetString("user"))
+	})
+	srv := httptest.NewServer(m.Handler(mux))
+	defer srv.Close()
+
+	resp, _ := http.Post(srv.URL+"/login?user=alice", "", nil)
+	resp.Body.Close()
+	cookie := resp.Cookies()[0]
+	fmt.Println(resp.StatusCode, cookie.Name, cookie.HttpOnly, cookie.SameSite == http.SameSiteLaxMode)
+
+	req, _ := http.NewRequest("GET", srv.URL+"/", nil)
+	req.AddCookie(cookie)
+	resp, _ = http.DefaultClient.Do(req)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	fmt.Println(string(body), len(resp.Cookies()))
+	// Output:
+	// 200 sid true true
+	// hello alice 0
+}
+
+// Incr commits at once and the store does the addition, so concurrent
+// requests of one browser never lose a count.
+func ExampleFromContext() {
+	store := session.NewMemoryStore(session.MemoryOptions{})
+	defer store.Close()
+	m, _ := httpmw.New(store, httpmw.Options{Secrets: [][]byte{[]byte(strings.Repeat("k", 32))}})
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := httpmw.FromContext(r.Context()).Incr(r.Context(), "views", 1)
+		if err != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, n)
+	}))
+	var cookie *http.Cookie
+	for range 3 {
+		req := httptest.NewRequest("POST", "/views", nil)
+		if cookie != nil {
+			req.AddCookie(cookie)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if c := rec.Result().Cookies(); len(c) > 0 {
+			cookie = c[0]
+		}
+		fmt.Println(rec.Body.String())
+	}
+	// Output:
+	// 1
+	// 2
+	// 3
+}
