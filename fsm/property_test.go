@@ -1,0 +1,451 @@
+package fsm
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"pgregory.net/rapid"
+
+	"github.com/raftsession/raftsession/session"
+)
+
+// model is the reference semantics, written for obviousness rather than
+// speed: a plain map of records, linear scans for owners and expiry.
+type model struct {
+	recs map[session.Key]*session.Record
+	keys []SigningKey
+}
+
+func newModel() *model { return &model{recs: map[session.Key]*session.Record{}} }
+
+func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
+	res := &Result{Index: index}
+	c, err := Decode(data)
+	if err != nil {
+		res.Err = err
+		return res
+	}
+	now = now.Round(0).UTC()
+	live := func(k session.Key) *session.Record {
+		if r := m.recs[k]; r != nil && r.Live(now) {
+			return r
+		}
+		return nil
+	}
+	switch c.Kind {
+	case KindCreate:
+		if live(c.Key) != nil {
+			res.Err = session.ErrExists
+			return res
+		}
+		r, vals, err := c.Delta.Apply(nil, now, index, Config{}.Limits)
+		if err != nil {
+			res.Err = err
+			return res
+		}
+		m.recs[c.Key], res.Values = r, vals
+	case KindUpdate, KindTouch:
+		prev := live(c.Key)
+		if prev == nil {
+			res.Err = session.ErrNotFound
+			return res
+		}
+		if c.Rename && live(c.RenameTo) != nil {
+			res.Err = session.ErrExists
+			return res
+		}
+		r, vals, err := c.Delta.Apply(prev, now, index, Config{}.Limits)
+		if err != nil {
+			res.Err = err
+			return res
+		}
+		res.Values = vals
+		if c.Rename {
+			delete(m.recs, c.Key)
+			m.recs[c.RenameTo] = r
+		} else {
+			m.recs[c.Key] = r
+		}
+	case KindDestroy:
+		if live(c.Key) != nil {
+			res.Destroyed = 1
+		}
+		delete(m.recs, c.Key)
+	case KindDestroyOwner:
+		for k, r := range m.recs {
+			if r.Owner == c.Owner && c.Owner != "" && !(c.HasExcept && k == c.Except) {
+				if r.Live(now) {
+					res.Destroyed++
+				}
+				delete(m.recs, k)
+			}
+		}
+	case KindExpire:
+		for k, r := range m.recs {
+			if !r.Deadline().After(c.Time) {
+				delete(m.recs, k)
+				res.Destroyed++
+			}
+		}
+	case KindAddSigningKey:
+		switch {
+		case c.KeyID == "" || len(c.Secret) == 0:
+			res.Err = session.ErrInvalid
+		case slices.ContainsFunc(m.keys, func(k SigningKey) bool { return k.ID == c.KeyID }):
+			res.Err = session.ErrExists
+		default:
+			m.keys = append([]SigningKey{{ID: c.KeyID, Secret: c.Secret, Added: now}}, m.keys...)
+		}
+	case KindRetireSigningKey:
+		i := slices.IndexFunc(m.keys, func(k SigningKey) bool { return k.ID == c.KeyID })
+		switch {
+		case i < 0:
+			res.Err = session.ErrNotFound
+		case i == 0:
+			res.Err = session.ErrInvalid
+		default:
+			m.keys = slices.Delete(m.keys, i, i+1)
+		}
+	}
+	return res
+}
+
+func (m *model) listOwner(owner string, now time.Time) []session.Info {
+	var out []session.Info
+	for k, r := range m.recs {
+		if owner != "" && r.Owner == owner && r.Live(now) {
+			out = append(out, session.InfoOf(k, r))
+		}
+	}
+	slices.SortFunc(out, func(a, b session.Info) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Key[:], b.Key[:])
+	})
+	return out
+}
+
+var (
+	propIDs    = []string{"s0", "s1", "s2", "s3", "s4", "s5"}
+	propOwners = []string{"", "u1", "u2"}
+	propNames  = []string{"a", "b", "n"}
+)
+
+// genOps draws a few ops over a small key space so that increments, CAS
+// and deletes collide often.
+func genOps(t *rapid.T) []session.Op {
+	n := rapid.IntRange(0, 3).Draw(t, "nops")
+	ops := make([]session.Op, n)
+	for i := range ops {
+		op := session.Op{Kind: session.OpKind(rapid.IntRange(1, 4).Draw(t, "kind")),
+			Key: rapid.SampledFrom(propNames).Draw(t, "name")}
+		switch op.Kind {
+		case session.OpSet:
+			op.Value = []byte(rapid.SampledFrom([]string{"", "1", "x", "42"}).Draw(t, "value"))
+		case session.OpIncr:
+			op.Delta = rapid.Int64Range(-3, 3).Draw(t, "delta")
+		case session.OpCAS:
+			if rapid.Bool().Draw(t, "hasOld") {
+				op.Old = []byte(rapid.SampledFrom([]string{"", "1", "x"}).Draw(t, "old"))
+			}
+			op.Value = []byte("c")
+		}
+		ops[i] = op
+	}
+	return ops
+}
+
+type step struct {
+	advance time.Duration
+	data    []byte
+	// expire makes the entry an Expire at the leader clock plus expireAt,
+	// which only materialize knows.
+	expire   bool
+	expireAt time.Duration
+}
+
+// genStep draws one log entry. Times move in minutes against timeouts of
+// a few minutes, so expiry happens often.
+func genStep(t *rapid.T) step {
+	s := step{advance: time.Duration(rapid.IntRange(0, 3).Draw(t, "advance")) * time.Minute}
+	id := rapid.SampledFrom(propIDs).Draw(t, "id")
+	delta := func() session.Delta {
+		d := session.Delta{Ops: genOps(t), Clear: rapid.IntRange(0, 9).Draw(t, "clear") == 0}
+		if rapid.IntRange(0, 3).Draw(t, "setOwner") == 0 {
+			d.SetOwner, d.Owner = true, rapid.SampledFrom(propOwners).Draw(t, "owner")
+		}
+		if rapid.IntRange(0, 3).Draw(t, "timeouts") == 0 {
+			d.IdleTimeout = time.Duration(rapid.IntRange(1, 6).Draw(t, "idle")) * time.Minute
+			d.Lifetime = time.Duration(rapid.IntRange(1, 12).Draw(t, "lifetime")) * time.Minute
+		}
+		return d
+	}
+	var err error
+	switch rapid.IntRange(0, 10).Draw(t, "command") {
+	case 0, 1, 2:
+		c := &session.Change{ID: id, Create: true, Delta: delta()}
+		c.IdleTimeout = time.Duration(rapid.IntRange(1, 6).Draw(t, "idle")) * time.Minute
+		c.Lifetime = time.Duration(rapid.IntRange(1, 12).Draw(t, "lifetime")) * time.Minute
+		s.data, err = EncodeChange(c)
+	case 3, 4:
+		s.data, err = EncodeChange(&session.Change{ID: id, Delta: delta()})
+	case 5:
+		s.data, err = EncodeChange(&session.Change{ID: id, RenameTo: rapid.SampledFrom(propIDs).Filter(func(s string) bool { return s != id }).Draw(t, "to"), Delta: delta()})
+	case 6:
+		s.data, err = EncodeChange(&session.Change{ID: id})
+	case 7:
+		s.data, err = EncodeChange(&session.Change{ID: id, Destroy: true})
+	case 8:
+		except := ""
+		if rapid.Bool().Draw(t, "except") {
+			except = id
+		}
+		s.data = EncodeDestroyOwner(rapid.SampledFrom(propOwners).Draw(t, "owner"), except)
+	case 9:
+		// Expire cut-offs both behind and ahead of the leader clock; the
+		// node adds the clock before applying.
+		s.expire = true
+		s.expireAt = time.Duration(rapid.IntRange(-10, 10).Draw(t, "expireAt")) * time.Minute
+	case 10:
+		switch rapid.IntRange(0, 2).Draw(t, "keyring") {
+		case 0:
+			s.data = EncodeAddSigningKey(rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "kid"), []byte("secret"))
+		case 1:
+			s.data = EncodeRetireSigningKey(rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "kid"))
+		default:
+			s.data = rapid.SliceOfN(rapid.Byte(), 0, 8).Draw(t, "garbage")
+		}
+	}
+	if err != nil {
+		t.Fatalf("encode: %v", err)
+	}
+	return s
+}
+
+// materialize turns generated steps into raft log entries with a leader
+// clock that starts at t0.
+func materialize(steps []step) []*raft.Log {
+	now := t0
+	logs := make([]*raft.Log, len(steps))
+	for i, s := range steps {
+		now = now.Add(s.advance)
+		data := s.data
+		if s.expire {
+			data = EncodeExpire(now.Add(s.expireAt))
+		}
+		logs[i] = &raft.Log{Index: uint64(i + 1), Term: 1, Type: raft.LogCommand, Data: data, AppendedAt: now}
+	}
+	return logs
+}
+
+func genLog(t *rapid.T) []*raft.Log {
+	return materialize(rapid.SliceOfN(rapid.Custom(genStep), 1, 80).Draw(t, "steps"))
+}
+
+func sameOutcome(got, want *Result) error {
+	if (got.Err == nil) != (want.Err == nil) || got.Err != nil && errorCode(got.Err) != errorCode(want.Err) {
+		return fmt.Errorf("error %v, model %v", got.Err, want.Err)
+	}
+	if !slices.Equal(got.Values, want.Values) || got.Destroyed != want.Destroyed || got.Index != want.Index {
+		return fmt.Errorf("result %+v, model %+v", got, want)
+	}
+	return nil
+}
+
+func TestPropertyAgreesWithModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		f, m := New(Config{}), newModel()
+		for _, l := range genLog(t) {
+			got := f.Apply(l).(*Result)
+			want := m.apply(l.Data, l.Index, l.AppendedAt)
+			if err := sameOutcome(got, want); err != nil {
+				t.Fatalf("entry %d: %v", l.Index, err)
+			}
+			if c, err := Decode(l.Data); err == nil && c.Kind == KindExpire {
+				f.st.Load().expiry.Ascend(func(it expItem) bool {
+					if r := f.st.Load().get(&it.key); !r.Deadline().After(c.Time) {
+						t.Fatalf("entry %d: Expire(%v) left %v with deadline %v", l.Index, c.Time, it.key, r.Deadline())
+					}
+					return false
+				})
+			}
+			compareReads(t, f, m, l.AppendedAt)
+		}
+		checkIndexes(t, f)
+	})
+}
+
+// compareReads checks every read the FSM offers against the model at
+// several times around the leader clock.
+func compareReads(t *rapid.T, f *FSM, m *model, now time.Time) {
+	for _, at := range []time.Duration{0, time.Minute, 5 * time.Minute} {
+		when := now.Add(at)
+		for _, id := range propIDs {
+			k := session.KeyOf(id)
+			got, ok := f.Get(k, when)
+			want := m.recs[k]
+			if want != nil && !want.Live(when) {
+				want = nil
+			}
+			if ok != (want != nil) || ok && !reflect.DeepEqual(got, want) {
+				t.Fatalf("Get(%s, +%v) = %+v, %v; model %+v", id, at, got, ok, want)
+			}
+		}
+		for _, o := range propOwners {
+			if got, want := f.ListOwner(o, when), m.listOwner(o, when); len(got)+len(want) > 0 && !reflect.DeepEqual(got, want) {
+				t.Fatalf("ListOwner(%q, +%v) = %+v, model %+v", o, at, got, want)
+			}
+		}
+	}
+	if f.Len() != len(m.recs) {
+		t.Fatalf("Len = %d, model %d", f.Len(), len(m.recs))
+	}
+	var gotKeys []string
+	for _, k := range f.SigningKeys() {
+		gotKeys = append(gotKeys, k.ID)
+	}
+	var wantKeys []string
+	for _, k := range m.keys {
+		wantKeys = append(wantKeys, k.ID)
+	}
+	if !slices.Equal(gotKeys, wantKeys) {
+		t.Fatalf("SigningKeys = %v, model %v", gotKeys, wantKeys)
+	}
+}
+
+func TestPropertyBatchingIsDeterministic(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		logs := genLog(t)
+		a, b := New(Config{}), New(Config{})
+		for _, l := range logs {
+			a.Apply(l)
+		}
+		for rest := logs; len(rest) > 0; {
+			n := rapid.IntRange(1, len(rest)).Draw(t, "batch")
+			out := b.ApplyBatch(rest[:n])
+			for i, o := range out {
+				if r, ok := o.(*Result); !ok || r.Index != rest[i].Index {
+					t.Fatalf("batch response %d = %#v", i, o)
+				}
+			}
+			rest = rest[n:]
+		}
+		requireEqualState(t, a, b)
+	})
+}
+
+func TestPropertySnapshotRestoreContinue(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		logs := genLog(t)
+		cut := rapid.IntRange(0, len(logs)).Draw(t, "cut")
+		// Persist runs after further applies to check that the snapshot
+		// is isolated from them.
+		lag := rapid.IntRange(0, len(logs)-cut).Draw(t, "lag")
+		straight, f := New(Config{}), New(Config{})
+		for _, l := range logs {
+			straight.Apply(l)
+		}
+		for _, l := range logs[:cut] {
+			f.Apply(l)
+		}
+		snap, err := f.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range logs[cut : cut+lag] {
+			f.Apply(l)
+		}
+		sink := &memSink{}
+		if err := snap.Persist(sink); err != nil {
+			t.Fatal(err)
+		}
+		snap.Release()
+		g := New(Config{})
+		if err := g.Restore(sink.reader()); err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+		if want := uint64(cut); g.AppliedIndex() != want {
+			t.Fatalf("restored AppliedIndex = %d, want %d", g.AppliedIndex(), want)
+		}
+		for _, l := range logs[cut:] {
+			g.Apply(l)
+		}
+		for _, l := range logs[cut+lag:] {
+			f.Apply(l)
+		}
+		requireEqualState(t, straight, g)
+		requireEqualState(t, straight, f)
+		checkIndexes(t, g)
+	})
+}
+
+type fataler interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+// requireEqualState compares everything replicated: records (bit for
+// bit), keyrings, and the indexes as seen through reads.
+func requireEqualState(t fataler, a, b *FSM) {
+	t.Helper()
+	ra, rb := records(a), records(b)
+	if len(ra) != len(rb) {
+		t.Fatalf("%d records vs %d", len(ra), len(rb))
+	}
+	owners := map[string]bool{}
+	for k, r := range ra {
+		if !reflect.DeepEqual(r, rb[k]) {
+			t.Fatalf("record %v differs:\n%+v\n%+v", k, r, rb[k])
+		}
+		owners[r.Owner] = true
+	}
+	for o := range owners {
+		if la, lb := a.ListOwner(o, t0), b.ListOwner(o, t0); !reflect.DeepEqual(la, lb) {
+			t.Fatalf("ListOwner(%q) differs:\n%+v\n%+v", o, la, lb)
+		}
+	}
+	if ka, kb := a.SigningKeys(), b.SigningKeys(); !(len(ka) == 0 && len(kb) == 0) && !reflect.DeepEqual(ka, kb) {
+		t.Fatalf("keyrings differ:\n%+v\n%+v", ka, kb)
+	}
+	if ea, eb := a.st.Load().expiry.Len(), b.st.Load().expiry.Len(); ea != eb {
+		t.Fatalf("expiry index sizes %d vs %d", ea, eb)
+	}
+}
+
+func records(f *FSM) map[session.Key]*session.Record {
+	out := map[session.Key]*session.Record{}
+	st := f.st.Load()
+	for i := range st.shards {
+		for k, e := range st.shards[i].m {
+			out[k] = e.rec
+		}
+	}
+	return out
+}
+
+// memSink is a raft.SnapshotSink in memory.
+type memSink struct {
+	bytes.Buffer
+	closed, cancelled bool
+}
+
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Close() error  { s.closed = true; return nil }
+func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+
+func (s *memSink) reader() *readCloser {
+	return &readCloser{Reader: bytes.NewReader(s.Bytes())}
+}
+
+type readCloser struct {
+	*bytes.Reader
+	closed bool
+}
+
+func (r *readCloser) Close() error { r.closed = true; return nil }
