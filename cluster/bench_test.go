@@ -1,0 +1,160 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/raftsession/raftsession/fsm"
+	"github.com/raftsession/raftsession/session"
+)
+
+// benchCluster starts a quiet 3-node cluster for benchmarks.
+func benchCluster(b *testing.B) []*Node {
+	b.Helper()
+	return startCluster(b, 3, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	})
+}
+
+// BenchmarkCommit measures commits of a 100-byte set through the leader
+// and through a follower, beside the raw raft.Apply ceiling with the same
+// stores, at several concurrencies. Each sub-benchmark reports commits/s
+// and p50/p99 latency. Run:
+//
+//	go test -run '^$' -bench Commit -benchtime 3s -count 3 ./cluster/
+func BenchmarkCommit(b *testing.B) {
+	nodes := benchCluster(b)
+	leader := leaderOf(nodes)
+	follower := followersOf(nodes)[0]
+	for _, conc := range []int{1, 16, 64, 256} {
+		ids := make([]string, conc)
+		for i := range ids {
+			ids[i] = session.NewID()
+			create(b, leader.Store(), ids[i])
+		}
+		value := make([]byte, 100)
+		change := func(i int) *session.Change {
+			return &session.Change{ID: ids[i], Delta: session.Delta{Ops: []session.Op{{Kind: session.OpSet, Key: "k", Value: value}}}}
+		}
+		cmds := make([][]byte, conc)
+		for i := range cmds {
+			cmds[i], _ = fsm.EncodeChange(change(i))
+		}
+		paths := []struct {
+			name   string
+			commit func(i int) error
+		}{
+			{"raw", func(i int) error { return leader.raft.Apply(cmds[i], 5*time.Second).Error() }},
+			{"leader", func(i int) error { _, err := leader.Store().Commit(context.Background(), change(i)); return err }},
+			{"follower", func(i int) error { _, err := follower.Store().Commit(context.Background(), change(i)); return err }},
+		}
+		for _, p := range paths {
+			b.Run(fmt.Sprintf("%s/c=%d", p.name, conc), func(b *testing.B) {
+				lat := make([][]time.Duration, conc)
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				start := time.Now()
+				for w := range conc {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for next.Add(1) <= int64(b.N) {
+							t0 := time.Now()
+							if err := p.commit(w); err != nil {
+								b.Error(err)
+								return
+							}
+							lat[w] = append(lat[w], time.Since(t0))
+						}
+					}()
+				}
+				wg.Wait()
+				elapsed := time.Since(start)
+				b.StopTimer()
+				all := slices.Concat(lat...)
+				slices.Sort(all)
+				if len(all) == 0 {
+					return
+				}
+				b.ReportMetric(float64(len(all))/elapsed.Seconds(), "commits/s")
+				b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+				b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+			})
+		}
+	}
+}
+
+// BenchmarkLeaderFailover crashes the leader of a fresh 3-node cluster
+// (no leadership transfer) and measures the time until a commit through a
+// survivor succeeds, with the default timeouts. Ten trials per iteration;
+// it reports the median and the maximum. Run:
+//
+//	go test -run '^$' -bench LeaderFailover -benchtime 1x ./cluster/
+func BenchmarkLeaderFailover(b *testing.B) {
+	for range b.N {
+		var times []time.Duration
+		for range 10 {
+			times = append(times, failoverOnce(b))
+		}
+		slices.Sort(times)
+		b.ReportMetric(float64(times[len(times)/2].Milliseconds()), "median-ms")
+		b.ReportMetric(float64(times[len(times)-1].Milliseconds()), "max-ms")
+	}
+}
+
+func failoverOnce(b *testing.B) time.Duration {
+	b.StopTimer()
+	dir := b.TempDir()
+	var nodes []*Node
+	for i := range 3 {
+		cfg := testConfig(b, fmt.Sprintf("f%d", i), dir)
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.BootstrapExpect = 3
+		if i > 0 {
+			cfg.Join = []string{nodes[0].GossipAddr()}
+		}
+		n, err := Start(context.Background(), cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		nodes = append(nodes, n)
+	}
+	defer func() {
+		for _, n := range nodes {
+			n.Close()
+		}
+	}()
+	waitFor(b, 15*time.Second, "leader", func() bool { return leaderOf(nodes) != nil && allKnowLeader(nodes) })
+	id := session.NewID()
+	create(b, nodes[0].Store(), id)
+	old := leaderOf(nodes)
+	var survivor *Node
+	for _, n := range nodes {
+		if n != old {
+			survivor = n
+			break
+		}
+	}
+	b.StartTimer()
+	crash := time.Now()
+	old.shutdown()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		_, err := survivor.Store().Commit(ctx, &session.Change{ID: id})
+		cancel()
+		if err == nil {
+			return time.Since(crash)
+		}
+		if time.Since(crash) > 20*time.Second {
+			b.Fatalf("no commit within 20s of the crash: %v", err)
+		}
+	}
+}

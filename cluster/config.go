@@ -1,0 +1,292 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path"
+	"time"
+
+	"github.com/raftsession/raftsession/session"
+)
+
+// Config configures a [Node]. Start it from [DefaultConfig] and set at
+// least NodeID and DataDir; Start validates it and reports every problem
+// with a clear error.
+type Config struct {
+	// NodeID names this node in the raft configuration and in gossip. It
+	// must be unique in the cluster and stable across restarts.
+	NodeID string
+
+	// DataDir holds the raft log (raft.db) and snapshots. A node restarted
+	// with the same DataDir comes back with its state. Required.
+	DataDir string
+
+	// RaftAddr is the TCP address the node listens on for raft and for
+	// node-to-node requests (one port, demultiplexed by the first byte).
+	// Port 0 picks a free port. Default "127.0.0.1:7000".
+	RaftAddr string
+	// RaftAdvertise is the address other nodes dial to reach RaftAddr;
+	// empty means the address the listener is bound to, which must then be
+	// a specific IP.
+	RaftAdvertise string
+
+	// GossipAddr is the TCP+UDP address memberlist binds. Port 0 picks a
+	// free port. Default "127.0.0.1:7946".
+	GossipAddr string
+	// GossipAdvertise is what other members use to reach GossipAddr; empty
+	// means GossipAddr's bound address.
+	GossipAdvertise string
+
+	// Join lists gossip addresses of existing members. They are retried in
+	// the background until one answers, so nodes may start in any order.
+	Join []string
+
+	// BootstrapExpect is how many voter-eligible nodes must see each other
+	// before a brand-new cluster bootstraps (the Consul/Nomad algorithm).
+	// 1 with no Join bootstraps alone at once. A node that has raft state
+	// never bootstraps again, and a node that sees any member with raft
+	// state waits to be added instead. 0 never bootstraps. Default 1.
+	BootstrapExpect int
+
+	// Voters is how many voters autopilot keeps: stable non-voters are
+	// promoted up to this number; every other node stays a non-voting read
+	// replica. Default 3.
+	Voters int
+
+	// NonVoter marks a node that is never promoted (a pure read replica).
+	NonVoter bool
+
+	// ClusterName separates clusters that share a network: it is the
+	// gossip label and members with another name are ignored. Default
+	// "raftsession".
+	ClusterName string
+
+	// GossipKeys encrypts gossip (AES, 16, 24 or 32 bytes each). The first
+	// key encrypts; all of them decrypt, so keys can be rotated. Empty
+	// means plaintext gossip.
+	GossipKeys [][]byte
+
+	// TLS, when set, requires mutual TLS on the raft port: every peer must
+	// present a certificate from TLS.CA whose name matches
+	// TLS.AllowedNames.
+	TLS *TLSConfig
+
+	// Limits bound one session's size; every node must use the same limits,
+	// since they are enforced inside the replicated state machine.
+	Limits session.Limits
+
+	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout tune raft.
+	// The defaults (400ms, 400ms, 300ms) suit a LAN: a follower notices a
+	// dead leader within 400-800ms and an election usually finishes in one
+	// round, so writes resume within about one second of a leader crash.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+
+	// SnapshotInterval, SnapshotThreshold and TrailingLogs control log
+	// compaction: every SnapshotInterval the node snapshots if more than
+	// SnapshotThreshold entries were appended since the last one, keeping
+	// TrailingLogs entries for slow followers. Defaults 2m, 8192, 10240.
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+
+	// ForwardHold is how long a commit that finds no leader keeps trying
+	// (a leader election usually ends well within it) before it fails with
+	// session.ErrNoLeader. Default 2s.
+	ForwardHold time.Duration
+
+	// CommitTimeout bounds a commit whose context has no deadline.
+	// Default 5s.
+	CommitTimeout time.Duration
+
+	// ReadWait bounds how long a read-your-writes read waits for the local
+	// replica to catch up before it reads on the leader. Default 250ms.
+	ReadWait time.Duration
+
+	// ExpireInterval is how often the leader proposes removal of expired
+	// sessions. Default 30s.
+	ExpireInterval time.Duration
+
+	// ReconcileInterval is how often the leader compares gossip membership
+	// with the raft configuration to repair missed events. Default 5s.
+	ReconcileInterval time.Duration
+
+	// PromoteAfter is how long a non-voter must be healthy before autopilot
+	// promotes it. Default 5s.
+	PromoteAfter time.Duration
+
+	// DeadServerTimeout is how long a server must be both failed in gossip
+	// and unhealthy in raft's view before autopilot removes it from the
+	// configuration (never below quorum). Default 2m.
+	DeadServerTimeout time.Duration
+
+	// Logger receives the node's logs, including raft's and memberlist's.
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// TLSConfig is mutual TLS for the raft port.
+type TLSConfig struct {
+	// Certificate is this node's certificate, presented both as server and
+	// as client.
+	Certificate tls.Certificate
+	// CA verifies peers' certificates.
+	CA *x509.CertPool
+	// AllowedNames are path.Match patterns; a peer certificate is accepted
+	// when its Common Name or one of its DNS names matches one of them.
+	// Empty accepts any certificate signed by CA.
+	AllowedNames []string
+}
+
+// LoadTLS reads a PEM certificate, key and CA bundle from files.
+func LoadTLS(certFile, keyFile, caFile string, allowedNames ...string) (*TLSConfig, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: load TLS key pair: %w", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: read TLS CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("cluster: TLS CA file %s holds no PEM certificate", caFile)
+	}
+	return &TLSConfig{Certificate: cert, CA: pool, AllowedNames: allowedNames}, nil
+}
+
+// DefaultConfig returns a Config with every default filled in. NodeID is
+// the host name; DataDir must still be set.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeID:             host,
+		RaftAddr:           "127.0.0.1:7000",
+		GossipAddr:         "127.0.0.1:7946",
+		BootstrapExpect:    1,
+		Voters:             3,
+		ClusterName:        "raftsession",
+		HeartbeatTimeout:   400 * time.Millisecond,
+		ElectionTimeout:    400 * time.Millisecond,
+		LeaderLeaseTimeout: 300 * time.Millisecond,
+		SnapshotInterval:   2 * time.Minute,
+		SnapshotThreshold:  8192,
+		TrailingLogs:       10240,
+		ForwardHold:        2 * time.Second,
+		CommitTimeout:      5 * time.Second,
+		ReadWait:           250 * time.Millisecond,
+		ExpireInterval:     30 * time.Second,
+		ReconcileInterval:  5 * time.Second,
+		PromoteAfter:       5 * time.Second,
+		DeadServerTimeout:  2 * time.Minute,
+	}
+}
+
+// withDefaults fills zero durations and counts from DefaultConfig, so a
+// Config literal that sets only what it cares about works too.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	if c.RaftAddr == "" {
+		c.RaftAddr = d.RaftAddr
+	}
+	if c.GossipAddr == "" {
+		c.GossipAddr = d.GossipAddr
+	}
+	if c.Voters == 0 {
+		c.Voters = d.Voters
+	}
+	if c.ClusterName == "" {
+		c.ClusterName = d.ClusterName
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = d.SnapshotThreshold
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = d.TrailingLogs
+	}
+	setDur(&c.HeartbeatTimeout, d.HeartbeatTimeout)
+	setDur(&c.ElectionTimeout, d.ElectionTimeout)
+	setDur(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
+	setDur(&c.SnapshotInterval, d.SnapshotInterval)
+	setDur(&c.ForwardHold, d.ForwardHold)
+	setDur(&c.CommitTimeout, d.CommitTimeout)
+	setDur(&c.ReadWait, d.ReadWait)
+	setDur(&c.ExpireInterval, d.ExpireInterval)
+	setDur(&c.ReconcileInterval, d.ReconcileInterval)
+	setDur(&c.PromoteAfter, d.PromoteAfter)
+	setDur(&c.DeadServerTimeout, d.DeadServerTimeout)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Limits = c.Limits.WithDefaults()
+	return c
+}
+
+// ErrConfig is wrapped by every configuration error from Start.
+var ErrConfig = errors.New("cluster: invalid config")
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
+	}
+	if c.NodeID == "" {
+		bad("NodeID is empty")
+	} else if len(c.NodeID) > 128 {
+		bad("NodeID is longer than 128 bytes")
+	}
+	if c.DataDir == "" {
+		bad("DataDir is empty")
+	}
+	for name, addr := range map[string]string{"RaftAddr": c.RaftAddr, "GossipAddr": c.GossipAddr,
+		"RaftAdvertise": c.RaftAdvertise, "GossipAdvertise": c.GossipAdvertise} {
+		if addr == "" && (name == "RaftAdvertise" || name == "GossipAdvertise") {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad("%s %q: %v", name, addr, err)
+		}
+	}
+	if c.BootstrapExpect < 0 {
+		bad("BootstrapExpect %d is negative", c.BootstrapExpect)
+	}
+	if c.Voters < 1 {
+		bad("Voters %d is less than 1", c.Voters)
+	}
+	for i, k := range c.GossipKeys {
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			bad("gossip key %d is %d bytes; want 16, 24 or 32", i, n)
+		}
+	}
+	if c.TLS != nil {
+		if c.TLS.CA == nil {
+			bad("TLS.CA is nil")
+		}
+		if len(c.TLS.Certificate.Certificate) == 0 {
+			bad("TLS.Certificate is empty")
+		}
+		for _, p := range c.TLS.AllowedNames {
+			if _, err := path.Match(p, ""); err != nil {
+				bad("TLS allowed name %q: %v", p, err)
+			}
+		}
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		bad("LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	if len(c.ClusterName) > 200 {
+		bad("ClusterName is longer than 200 bytes")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,269 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// The first byte of every connection to the raft port says who it is for.
+const (
+	protoRaft    byte = 'R'
+	protoForward byte = 'F'
+)
+
+// handshakeTimeout bounds how long an accepted connection may take to finish
+// TLS and name its protocol: half-open and slow connections are closed
+// instead of pinning a goroutine.
+const handshakeTimeout = 5 * time.Second
+
+// mux owns the raft port. It accepts connections, reads the protocol byte
+// and hands each connection to raft's transport or to the forwarding
+// server. Garbage is logged and closed; it never reaches raft.
+type mux struct {
+	ln        net.Listener
+	advertise net.Addr
+	tls       *TLSConfig
+	log       *slog.Logger
+
+	raftConns chan net.Conn
+	onForward func(net.Conn)
+
+	closeOnce sync.Once
+	closed    chan struct{}
+	wg        sync.WaitGroup
+
+	// raft's transport does not close the connections it accepted when it
+	// shuts down; the mux does, so no reader outlives the node.
+	connsMu sync.Mutex
+	conns   map[net.Conn]struct{}
+}
+
+func newMux(ln net.Listener, advertise net.Addr, t *TLSConfig, log *slog.Logger) *mux {
+	return &mux{ln: ln, advertise: advertise, tls: t, log: log,
+		raftConns: make(chan net.Conn, 16), closed: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+}
+
+func (m *mux) serve() {
+	defer m.wg.Done()
+	for {
+		conn, err := m.ln.Accept()
+		if err != nil {
+			select {
+			case <-m.closed:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			m.log.Error("raft port accept failed", "err", err)
+			return
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.route(conn)
+		}()
+	}
+}
+
+func (m *mux) route(conn net.Conn) {
+	_ = conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	if m.tls != nil {
+		tc := tls.Server(conn, m.serverTLS())
+		if err := tc.Handshake(); err != nil {
+			m.log.Warn("raft port: TLS handshake failed", "remote", conn.RemoteAddr(), "err", err)
+			conn.Close()
+			return
+		}
+		conn = tc
+	}
+	var b [1]byte
+	if _, err := conn.Read(b[:]); err != nil {
+		conn.Close()
+		return
+	}
+	_ = conn.SetDeadline(time.Time{})
+	switch b[0] {
+	case protoRaft:
+		tc := &trackedConn{Conn: conn, m: m}
+		if !m.track(tc) {
+			conn.Close()
+			return
+		}
+		conn = tc
+		select {
+		case m.raftConns <- conn:
+		case <-m.closed:
+			conn.Close()
+		}
+	case protoForward:
+		m.onForward(conn)
+	default:
+		m.log.Warn("raft port: unknown protocol byte, closing", "remote", conn.RemoteAddr(), "byte", b[0])
+		conn.Close()
+	}
+}
+
+func (m *mux) track(c net.Conn) bool {
+	m.connsMu.Lock()
+	defer m.connsMu.Unlock()
+	if m.conns == nil {
+		return false
+	}
+	m.conns[c] = struct{}{}
+	return true
+}
+
+// trackedConn leaves the mux's set when raft closes it, so the set holds
+// only open connections.
+type trackedConn struct {
+	net.Conn
+	m *mux
+}
+
+func (c *trackedConn) Close() error {
+	c.m.connsMu.Lock()
+	if c.m.conns != nil {
+		delete(c.m.conns, c)
+	}
+	c.m.connsMu.Unlock()
+	return c.Conn.Close()
+}
+
+func (m *mux) close() {
+	m.closeOnce.Do(func() {
+		close(m.closed)
+		m.ln.Close()
+		m.connsMu.Lock()
+		conns := m.conns
+		m.conns = nil
+		m.connsMu.Unlock()
+		for c := range conns {
+			c.Close()
+		}
+	})
+	m.wg.Wait()
+}
+
+// dial connects to a peer's raft port for protocol proto.
+func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+	d := net.Dialer{Timeout: timeout}
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if m.tls != nil {
+		tc := tls.Client(conn, m.clientTLS())
+		_ = tc.SetDeadline(time.Now().Add(timeout))
+		if err := tc.Handshake(); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+		}
+		_ = tc.SetDeadline(time.Time{})
+		conn = tc
+	}
+	if _, err := conn.Write([]byte{proto}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+func (m *mux) serverTLS() *tls.Config {
+	return &tls.Config{
+		Certificates:          []tls.Certificate{m.tls.Certificate},
+		ClientAuth:            tls.RequireAndVerifyClientCert,
+		ClientCAs:             m.tls.CA,
+		MinVersion:            tls.VersionTLS13,
+		VerifyPeerCertificate: m.checkPeerName,
+	}
+}
+
+func (m *mux) clientTLS() *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{m.tls.Certificate},
+		MinVersion:   tls.VersionTLS13,
+		// Peers are dialled by IP, so the usual host-name check cannot
+		// apply; verifyServer checks the chain against our CA and the name
+		// against AllowedNames instead.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return m.verifyServer(raw)
+		},
+	}
+}
+
+func (m *mux) verifyServer(raw [][]byte) error {
+	if len(raw) == 0 {
+		return errors.New("peer presented no certificate")
+	}
+	certs := make([]*x509.Certificate, len(raw))
+	for i, r := range raw {
+		c, err := x509.ParseCertificate(r)
+		if err != nil {
+			return err
+		}
+		certs[i] = c
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	chains, err := certs[0].Verify(x509.VerifyOptions{Roots: m.tls.CA, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+	if err != nil {
+		return err
+	}
+	return m.checkPeerName(nil, chains)
+}
+
+// checkPeerName accepts a verified peer whose CN or a DNS name matches an
+// allowed pattern.
+func (m *mux) checkPeerName(_ [][]byte, chains [][]*x509.Certificate) error {
+	if len(m.tls.AllowedNames) == 0 {
+		return nil
+	}
+	if len(chains) == 0 || len(chains[0]) == 0 {
+		return errors.New("peer certificate not verified")
+	}
+	leaf := chains[0][0]
+	names := append([]string{leaf.Subject.CommonName}, leaf.DNSNames...)
+	for _, p := range m.tls.AllowedNames {
+		for _, n := range names {
+			if ok, _ := path.Match(p, n); ok && n != "" {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("peer certificate names %q match no allowed name", names)
+}
+
+// raftLayer adapts the mux to raft.StreamLayer.
+type raftLayer struct{ m *mux }
+
+func (l raftLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.m.raftConns:
+		return c, nil
+	case <-l.m.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l raftLayer) Close() error   { return nil }
+func (l raftLayer) Addr() net.Addr { return l.m.advertise }
+
+func (l raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return l.m.dial(string(addr), protoRaft, timeout)
+}

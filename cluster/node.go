@@ -1,0 +1,561 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	autopilot "github.com/hashicorp/raft-autopilot"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/raftsession/raftsession/fsm"
+)
+
+// ErrDataDirInUse is returned by Start when another process (or another
+// Node in this process) holds the data directory.
+var ErrDataDirInUse = errors.New("cluster: data directory is in use by another node")
+
+// Node is one member of a raftsession cluster: a raft server with its
+// replicated session state, a gossip member, and the node-to-node port.
+type Node struct {
+	cfg        Config
+	log        *slog.Logger
+	fsm        *fsm.FSM
+	raft       *raft.Raft
+	trans      *raft.NetworkTransport
+	bolt       *raftboltdb.BoltStore
+	mux        *mux
+	client     *forwardClient
+	server     *forwardServer
+	ml         *memberlist.Memberlist
+	pilot      *autopilot.Autopilot
+	store      *Store
+	raftAddr   string
+	reads      *readIndexer
+	metrics    Metrics
+	hasState   atomic.Bool
+	isReady    atomic.Bool // leader has applied everything from earlier terms
+	leaderMu   sync.Mutex
+	leaderSig  chan struct{} // closed and replaced on every leader change
+	poke       chan struct{} // membership changed: reconcile soon
+	membersMu  sync.Mutex
+	members    map[string]memberStatus
+	pilotMu    sync.Mutex
+	pilotState *autopilot.State // latest, on the leader
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens the data directory, starts raft, the node-to-node port and
+// gossip, and bootstraps or joins as Config says. It returns once the node
+// is running; the cluster may still be forming (see [Node.WaitLeader]).
+// ctx bounds only the start itself.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), leaderSig: make(chan struct{}),
+		poke: make(chan struct{}, 1), members: map[string]memberStatus{}}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	ok := false
+	defer func() {
+		if !ok {
+			n.shutdown()
+		}
+	}()
+	if err := n.openRaft(); err != nil {
+		return nil, err
+	}
+	if err := n.startGossip(); err != nil {
+		return nil, err
+	}
+	n.store = &Store{n: n}
+	n.reads = newReadIndexer(n)
+	n.startLoops()
+	ok = true
+	n.log.Info("node started", "raft", n.raftAddr, "gossip", n.gossipAddr(), "existing_state", n.hasState.Load())
+	return n, nil
+}
+
+func (n *Node) openRaft() error {
+	cfg := n.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("cluster: create data dir: %w", err)
+	}
+	if err := checkWritable(cfg.DataDir); err != nil {
+		return err
+	}
+	var err error
+	n.bolt, err = raftboltdb.New(raftboltdb.Options{
+		Path: filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{
+			Timeout:        500 * time.Millisecond,
+			NoFreelistSync: true,
+			FreelistType:   bbolt.FreelistMapType,
+		},
+	})
+	if err != nil {
+		if errors.Is(err, bbolt.ErrTimeout) {
+			return fmt.Errorf("%w: %s", ErrDataDirInUse, cfg.DataDir)
+		}
+		return fmt.Errorf("cluster: open raft log: %w", err)
+	}
+	if err := checkClusterName(n.bolt, cfg.ClusterName); err != nil {
+		return err
+	}
+	logs, err := raft.NewLogCache(512, n.bolt)
+	if err != nil {
+		return fmt.Errorf("cluster: log cache: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLog(n.log, "snapshot"))
+	if err != nil {
+		return fmt.Errorf("cluster: snapshot store: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.RaftAddr)
+	if err != nil {
+		return fmt.Errorf("cluster: listen on raft address %s: %w", cfg.RaftAddr, err)
+	}
+	adv, err := advertiseAddr(cfg.RaftAdvertise, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	n.raftAddr = adv.String()
+	n.mux = newMux(ln, adv, cfg.TLS, n.log)
+	if cfg.TLS == nil && !isLoopback(ln.Addr()) {
+		n.log.Warn("raft port listens beyond loopback WITHOUT TLS: anyone who can reach it can read and write sessions", "addr", ln.Addr())
+	}
+	n.client = newForwardClient(func(addr string, t time.Duration) (net.Conn, error) {
+		return n.mux.dial(addr, protoForward, t)
+	}, n.log)
+	n.server = newForwardServer(n.handleForward, n.log)
+	n.mux.onForward = n.server.serve
+	n.mux.wg.Add(1)
+	go n.mux.serve()
+
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: raftLayer{n.mux}, MaxPool: 3, Timeout: 10 * time.Second,
+		Logger: newHCLog(n.log, "raft-net"),
+	})
+
+	hasState, err := raft.HasExistingState(logs, n.bolt, snaps)
+	if err != nil {
+		return fmt.Errorf("cluster: read raft state: %w", err)
+	}
+	n.hasState.Store(hasState)
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = 20 * time.Millisecond
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	rc.ShutdownOnRemove = false
+	rc.Logger = newHCLog(n.log, "raft")
+	rc.NoLegacyTelemetry = true
+
+	n.fsm = fsm.New(fsm.Config{Limits: cfg.Limits})
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.bolt, snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("cluster: start raft: %w", err)
+	}
+	if !hasState && cfg.BootstrapExpect == 1 && len(cfg.Join) == 0 {
+		if err := n.bootstrap([]raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(n.raftAddr)}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) bootstrap(servers []raft.Server) error {
+	err := n.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("cluster: bootstrap: %w", err)
+	}
+	n.hasState.Store(true)
+	n.log.Info("bootstrapped cluster", "servers", len(servers))
+	return nil
+}
+
+// clusterNameKey is stored in raft's stable store so a data directory that
+// belongs to another cluster is refused instead of silently mixed in.
+var clusterNameKey = []byte("raftsession_cluster_name")
+
+func checkClusterName(s raft.StableStore, name string) error {
+	have, err := s.Get(clusterNameKey)
+	if err != nil && !errors.Is(err, raftboltdb.ErrKeyNotFound) {
+		return fmt.Errorf("cluster: read data dir identity: %w", err)
+	}
+	if len(have) == 0 {
+		if err := s.Set(clusterNameKey, []byte(name)); err != nil {
+			return fmt.Errorf("cluster: write data dir identity: %w", err)
+		}
+		return nil
+	}
+	if string(have) != name {
+		return fmt.Errorf("%w: data dir belongs to cluster %q, not %q", ErrConfig, have, name)
+	}
+	return nil
+}
+
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("cluster: data dir %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	return os.Remove(name)
+}
+
+func advertiseAddr(adv string, bound net.Addr) (net.Addr, error) {
+	if adv != "" {
+		a, err := net.ResolveTCPAddr("tcp", adv)
+		if err != nil {
+			return nil, fmt.Errorf("%w: advertise address %q: %v", ErrConfig, adv, err)
+		}
+		if a.IP == nil || a.IP.IsUnspecified() {
+			return nil, fmt.Errorf("%w: advertise address %q needs a specific IP", ErrConfig, adv)
+		}
+		return a, nil
+	}
+	ta, ok := bound.(*net.TCPAddr)
+	if !ok || ta.IP.IsUnspecified() {
+		return nil, fmt.Errorf("%w: listening on %s needs an advertise address", ErrConfig, bound)
+	}
+	return ta, nil
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+func (n *Node) startLoops() {
+	obs := make(chan raft.Observation, 16)
+	observer := raft.NewObserver(obs, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(observer)
+	n.wg.Add(4)
+	go func() {
+		defer n.wg.Done()
+		defer n.raft.DeregisterObserver(observer)
+		for {
+			select {
+			case <-obs:
+				n.signalLeaderChange()
+			case <-n.ctx.Done():
+				return
+			}
+		}
+	}()
+	go n.leaderLoop()
+	go n.joinLoop()
+	go n.bootstrapLoop()
+}
+
+func (n *Node) signalLeaderChange() {
+	n.leaderMu.Lock()
+	close(n.leaderSig)
+	n.leaderSig = make(chan struct{})
+	n.leaderMu.Unlock()
+}
+
+// leaderChanged returns a channel closed at the next leader change.
+func (n *Node) leaderChanged() <-chan struct{} {
+	n.leaderMu.Lock()
+	defer n.leaderMu.Unlock()
+	return n.leaderSig
+}
+
+// leaderLoop runs the leader's duties while this node leads: autopilot,
+// membership reconciliation and periodic expiry.
+func (n *Node) leaderLoop() {
+	defer n.wg.Done()
+	var duties *leaderDuties
+	defer func() { duties.stop() }()
+	for {
+		select {
+		case isLeader := <-n.raft.LeaderCh():
+			duties.stop()
+			duties = nil
+			if isLeader {
+				duties = n.startDuties()
+			}
+		case <-n.ctx.Done():
+			return
+		}
+	}
+}
+
+// leaderDuties is one term's worth of leader work, stopped when
+// leadership ends.
+type leaderDuties struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (n *Node) startDuties() *leaderDuties {
+	ctx, cancel := context.WithCancel(n.ctx)
+	d := &leaderDuties{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(d.done)
+		n.leadDuties(ctx)
+	}()
+	return d
+}
+
+func (d *leaderDuties) stop() {
+	if d != nil {
+		d.cancel()
+		<-d.done
+	}
+}
+
+func (n *Node) leadDuties(ctx context.Context) {
+	n.log.Info("became leader")
+	defer n.isReady.Store(false)
+	// Until an entry of this term is applied, the commit index may be
+	// behind writes the previous leader acknowledged. A no-op command (not
+	// raft's own no-op, which never reaches the FSM) also brings the FSM's
+	// applied index up to the commit index, so read-index waits end.
+	for ctx.Err() == nil {
+		err := n.raft.Apply(fsm.EncodeNoop(), n.cfg.CommitTimeout).Error()
+		if err == nil {
+			n.isReady.Store(true)
+			break
+		}
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+			return
+		}
+	}
+	n.pilot.Start(ctx)
+	defer func() { <-n.pilot.Stop() }()
+	expire := time.NewTicker(n.cfg.ExpireInterval)
+	defer expire.Stop()
+	reconcile := time.NewTicker(n.cfg.ReconcileInterval)
+	defer reconcile.Stop()
+	n.reconcile()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-expire.C:
+			n.proposeExpire()
+		case <-reconcile.C:
+			n.reconcile()
+		case <-n.poke:
+			n.reconcile()
+		}
+	}
+}
+
+func (n *Node) proposeExpire() {
+	f := n.raft.Apply(fsm.EncodeExpire(time.Now()), n.cfg.CommitTimeout)
+	if err := f.Error(); err != nil {
+		n.log.Debug("expire not committed", "err", err)
+		return
+	}
+	if r, ok := f.Response().(*fsm.Result); ok && r.Destroyed > 0 {
+		n.log.Debug("expired sessions", "count", r.Destroyed)
+	}
+}
+
+// Close stops the node for a restart: a leader first hands leadership to
+// another voter so writes resume quickly, then raft, gossip and the port
+// stop. The node stays in the raft configuration and comes back with its
+// data directory. Close is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		if n.raft != nil && n.raft.State() == raft.Leader && n.voters() > 1 {
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.log.Warn("leadership transfer before close failed", "err", err)
+			}
+		}
+		n.closeErr = n.shutdown()
+	})
+	return n.closeErr
+}
+
+func (n *Node) shutdown() error {
+	var errs []error
+	if n.cancel != nil {
+		n.cancel()
+	}
+	if n.reads != nil {
+		n.reads.close()
+	}
+	if n.server != nil {
+		n.server.close()
+	}
+	if n.raft != nil {
+		errs = append(errs, n.raft.Shutdown().Error())
+	}
+	n.wg.Wait()
+	if n.ml != nil {
+		// Without a graceful Leave (restart semantics) peers see this node
+		// as failed, not departed, and keep it in the configuration.
+		errs = append(errs, n.ml.Shutdown())
+	}
+	if n.client != nil {
+		n.client.close()
+	}
+	if n.trans != nil {
+		errs = append(errs, n.trans.Close())
+	}
+	if n.mux != nil {
+		n.mux.close()
+	}
+	if n.bolt != nil {
+		errs = append(errs, n.bolt.Close())
+	}
+	return errors.Join(errs...)
+}
+
+func (n *Node) voters() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			c++
+		}
+	}
+	return c
+}
+
+// Leave removes the node from the cluster for good (scale-in): a leader
+// hands leadership over, the node is removed from the raft configuration,
+// leaves gossip, and stops. Its data directory is then stale.
+func (n *Node) Leave(ctx context.Context) error {
+	if n.raft.State() == raft.Leader && n.voters() > 1 {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.log.Warn("leadership transfer before leave failed", "err", err)
+		}
+	}
+	err := n.removeSelf(ctx)
+	if err != nil {
+		n.log.Warn("could not leave the raft configuration", "err", err)
+	}
+	if n.ml != nil {
+		if lerr := n.ml.Leave(2 * time.Second); lerr != nil {
+			n.log.Warn("gossip leave failed", "err", lerr)
+		}
+	}
+	return errors.Join(err, n.Close())
+}
+
+func (n *Node) removeSelf(ctx context.Context) error {
+	id := n.cfg.NodeID
+	for {
+		if !n.inConfig(id) {
+			return nil
+		}
+		if n.raft.State() == raft.Leader {
+			if n.voters() <= 1 && n.isVoter(id) {
+				return errors.New("cluster: the last voter cannot leave")
+			}
+			if err := n.raft.RemoveServer(raft.ServerID(id), 0, 0).Error(); err == nil {
+				return nil
+			}
+		} else if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			f, err := n.client.call(rctx, string(addr), reqRemoveServer, []byte(id))
+			cancel()
+			if err == nil && f.kind == statusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.leaderChanged():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) inConfig(id string) bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) isVoter(id string) bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			return s.Suffrage == raft.Voter
+		}
+	}
+	return false
+}
+
+// Store returns the replicated session store of this node.
+func (n *Node) Store() *Store { return n.store }
+
+// FSM returns the node's local replica, for read-only inspection.
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// WaitLeader blocks until the node knows a leader that has caught up with
+// earlier terms, or ctx ends.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	for {
+		ch := n.leaderChanged()
+		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ch:
+		}
+	}
+}
+
+// RaftAddr is the advertised address of the node's raft port.
+func (n *Node) RaftAddr() string { return n.raftAddr }
+
+// ID is the node's ID.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// IsLeader reports whether this node is the raft leader.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }

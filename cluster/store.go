@@ -1,0 +1,448 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftsession/raftsession/fsm"
+	"github.com/raftsession/raftsession/session"
+)
+
+// Store is the replicated session store of one node. Reads are served from
+// the local replica (waiting for it to catch up as the requested level
+// needs); writes go through the raft leader, forwarded by followers.
+type Store struct{ n *Node }
+
+var (
+	_ session.Store      = (*Store)(nil)
+	_ session.OwnerStore = (*Store)(nil)
+	_ session.CountStore = (*Store)(nil)
+)
+
+// Load implements [session.Store].
+func (s *Store) Load(ctx context.Context, id string, opt session.LoadOptions) (*session.Record, error) {
+	k := session.KeyOf(id)
+	var e encoder
+	e.b = append(e.b, k[:]...)
+	payload := func(min uint64) []byte {
+		b := append([]byte(nil), e.b...)
+		return binaryAppendU64(b, min)
+	}
+	var rec *session.Record
+	err := s.n.read(ctx, opt, func(min uint64) []byte { return payload(min) }, reqGet,
+		func() error {
+			r, ok := s.n.fsm.Get(k, time.Now())
+			if !ok {
+				return session.ErrNotFound
+			}
+			rec = r
+			return nil
+		},
+		func(b []byte) error {
+			r, err := decodeRecord(&decoder{b: b})
+			rec = r
+			return err
+		})
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// ListOwner implements [session.OwnerStore].
+func (s *Store) ListOwner(ctx context.Context, owner string, opt session.LoadOptions) ([]session.Info, error) {
+	var infos []session.Info
+	err := s.n.read(ctx, opt, func(min uint64) []byte {
+		b := binaryAppendU64(nil, min)
+		return append(b, owner...)
+	}, reqListOwner,
+		func() error { infos = s.n.fsm.ListOwner(owner, time.Now()); return nil },
+		func(b []byte) error {
+			var err error
+			infos, err = decodeInfos(&decoder{b: b})
+			return err
+		})
+	return infos, err
+}
+
+// Count implements [session.CountStore]: the number of live sessions in
+// the local replica.
+func (s *Store) Count(ctx context.Context) (int, error) {
+	return s.n.fsm.Len(), ctx.Err()
+}
+
+// Commit implements [session.Store]. It returns once the change is
+// committed and applied on the leader; the local replica may apply it a
+// moment later (a read-your-writes Load with the returned index waits).
+func (s *Store) Commit(ctx context.Context, c *session.Change) (session.Result, error) {
+	cmd, err := fsm.EncodeChange(c)
+	if err != nil {
+		return session.Result{}, err
+	}
+	r, err := s.n.propose(ctx, cmd)
+	if err != nil {
+		return session.Result{}, err
+	}
+	if r.Err != nil {
+		return session.Result{Index: r.Index}, r.Err
+	}
+	return session.Result{Index: r.Index, Values: r.Values}, nil
+}
+
+// DestroyOwner implements [session.OwnerStore].
+func (s *Store) DestroyOwner(ctx context.Context, owner, except string) (int, uint64, error) {
+	r, err := s.n.propose(ctx, fsm.EncodeDestroyOwner(owner, except))
+	if err != nil {
+		return 0, 0, err
+	}
+	return r.Destroyed, r.Index, r.Err
+}
+
+// AddSigningKey replicates a new cookie-signing key, which becomes primary.
+func (s *Store) AddSigningKey(ctx context.Context, id string, secret []byte) (uint64, error) {
+	r, err := s.n.propose(ctx, fsm.EncodeAddSigningKey(id, secret))
+	if err != nil {
+		return 0, err
+	}
+	return r.Index, r.Err
+}
+
+// RetireSigningKey removes a non-primary signing key.
+func (s *Store) RetireSigningKey(ctx context.Context, id string) (uint64, error) {
+	r, err := s.n.propose(ctx, fsm.EncodeRetireSigningKey(id))
+	if err != nil {
+		return 0, err
+	}
+	return r.Index, r.Err
+}
+
+// SigningKeys returns the replicated signing keys, primary first.
+func (s *Store) SigningKeys() []fsm.SigningKey { return s.n.fsm.SigningKeys() }
+
+func binaryAppendU64(b []byte, v uint64) []byte {
+	e := encoder{b: b}
+	e.u64(v)
+	return e.b
+}
+
+// propose commits cmd through the leader: locally when this node leads,
+// forwarded otherwise. Requests that provably did not reach a leader are
+// retried across elections for up to ForwardHold; a request whose fate is
+// unknown (connection lost or leadership lost after sending) is not
+// retried, since an increment must never apply twice.
+func (n *Node) propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	start := time.Now()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.CommitTimeout)
+		defer cancel()
+	}
+	r, err := n.proposeOnce(ctx, cmd)
+	n.metrics.observeCommit(time.Since(start), err)
+	return r, err
+}
+
+func (n *Node) proposeOnce(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	hold := time.NewTimer(n.cfg.ForwardHold)
+	defer hold.Stop()
+	for {
+		changed := n.leaderChanged()
+		addr, id := n.raft.LeaderWithID()
+		switch {
+		case id != "" && string(id) == n.cfg.NodeID:
+			r, err := n.applyLocal(ctx, cmd)
+			if !errors.Is(err, raft.ErrNotLeader) {
+				return r, err
+			}
+		case addr != "":
+			n.metrics.Forwarded.Add(1)
+			f, err := n.client.call(ctx, string(addr), reqApply, cmd)
+			if err == nil {
+				if f.kind == statusOK {
+					var r fsm.Result
+					if err := r.UnmarshalBinary(f.payload); err != nil {
+						return nil, fmt.Errorf("cluster: bad reply from leader: %w", err)
+					}
+					return &r, nil
+				}
+				if f.kind != statusNotLeader {
+					return nil, frameError(f)
+				}
+			} else if !errors.Is(err, errDial) {
+				if ctx.Err() != nil {
+					return nil, fmt.Errorf("%w: commit outcome unknown: %w", session.ErrTimeout, ctx.Err())
+				}
+				return nil, fmt.Errorf("%w: commit outcome unknown: %w", session.ErrNoLeader, err)
+			}
+		}
+		// No usable leader right now: wait for the next election result,
+		// bounded by the hold time and the caller's deadline.
+		select {
+		case <-changed:
+		case <-time.After(50 * time.Millisecond):
+		case <-hold.C:
+			return nil, fmt.Errorf("%w: none elected within %v", session.ErrNoLeader, n.cfg.ForwardHold)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: no leader: %w", session.ErrTimeout, ctx.Err())
+		case <-n.ctx.Done():
+			return nil, session.ErrClosed
+		}
+	}
+}
+
+// applyLocal proposes on this node as leader. raft.ErrNotLeader means the
+// command was never appended and may be retried elsewhere.
+func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	timeout := n.cfg.CommitTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, fmt.Errorf("%w: %w", session.ErrTimeout, context.DeadlineExceeded)
+		}
+	}
+	f := n.raft.Apply(cmd, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
+			return nil, err
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return nil, fmt.Errorf("%w: commit outcome unknown: %w", session.ErrNoLeader, err)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, fmt.Errorf("%w: %w", session.ErrClosed, err)
+		case errors.Is(err, raft.ErrEnqueueTimeout):
+			return nil, fmt.Errorf("%w: commit outcome unknown: %w", session.ErrTimeout, err)
+		}
+		return nil, fmt.Errorf("cluster: apply: %w", err)
+	}
+	r, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("cluster: unexpected apply response %T", f.Response())
+	}
+	return r, nil
+}
+
+func frameError(f *frame) error {
+	switch f.kind {
+	case statusTimeout:
+		return fmt.Errorf("%w: outcome unknown: the leader timed out", session.ErrTimeout)
+	case statusUnknown:
+		return fmt.Errorf("%w: outcome unknown: leadership lost during commit", session.ErrNoLeader)
+	case statusNotFound:
+		return session.ErrNotFound
+	case statusNotLeader:
+		return fmt.Errorf("%w: the node asked is not the leader", session.ErrNoLeader)
+	}
+	return fmt.Errorf("cluster: leader: %s", f.payload)
+}
+
+// read serves a read at the consistency opt asks for: local reads
+// straight from the replica; read-your-writes after waiting (bounded) for
+// the replica to reach opt.MinIndex, else on the leader; linearizable
+// after the leader confirmed its commit index, which this replica then
+// reaches.
+func (n *Node) read(ctx context.Context, opt session.LoadOptions, payload func(min uint64) []byte, kind byte,
+	local func() error, remote func([]byte) error) error {
+	min := uint64(0)
+	switch opt.Level {
+	case session.Local:
+		return local()
+	case session.ReadYourWrites:
+		min = opt.MinIndex
+	case session.Linearizable:
+		idx, err := n.readIndex(ctx)
+		if err != nil {
+			return err
+		}
+		min = idx
+	}
+	if n.fsm.AppliedIndex() >= min {
+		return local()
+	}
+	wait := opt.Wait
+	if wait <= 0 {
+		wait = n.cfg.ReadWait
+	}
+	n.metrics.ReadWaits.Add(1)
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	err := n.fsm.WaitApplied(wctx, min)
+	cancel()
+	if err == nil {
+		return local()
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", session.ErrTimeout, ctx.Err())
+	}
+	n.metrics.ReadFallbacks.Add(1)
+	return n.readOnLeader(ctx, kind, payload(min), local, remote)
+}
+
+func (n *Node) readOnLeader(ctx context.Context, kind byte, payload []byte, local func() error, remote func([]byte) error) error {
+	hold := time.NewTimer(n.cfg.ForwardHold)
+	defer hold.Stop()
+	for {
+		changed := n.leaderChanged()
+		addr, id := n.raft.LeaderWithID()
+		if string(id) == n.cfg.NodeID {
+			// This node leads yet has not applied the index: it is a
+			// future index from another cluster's life or we are behind
+			// our own log; answer from the leader-side logic below.
+			status, resp := n.handleForward(ctx, kind, payload)
+			return n.remoteResult(&frame{kind: status, payload: resp}, remote)
+		}
+		if addr != "" {
+			f, err := n.client.call(ctx, string(addr), kind, payload)
+			if err == nil && f.kind != statusNotLeader {
+				return n.remoteResult(f, remote)
+			}
+		}
+		select {
+		case <-changed:
+		case <-time.After(50 * time.Millisecond):
+		case <-hold.C:
+			return fmt.Errorf("%w: cannot read on the leader", session.ErrNoLeader)
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", session.ErrTimeout, ctx.Err())
+		}
+	}
+}
+
+func (n *Node) remoteResult(f *frame, remote func([]byte) error) error {
+	if f.kind == statusOK {
+		return remote(f.payload)
+	}
+	return frameError(f)
+}
+
+// readIndex returns an index such that every write acknowledged before the
+// call is at or below it.
+func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+	hold := time.NewTimer(n.cfg.ForwardHold)
+	defer hold.Stop()
+	for {
+		changed := n.leaderChanged()
+		addr, id := n.raft.LeaderWithID()
+		if string(id) == n.cfg.NodeID {
+			idx, err := n.reads.get(ctx)
+			if err == nil {
+				return idx, nil
+			}
+			if !errors.Is(err, raft.ErrNotLeader) {
+				return 0, err
+			}
+		} else if addr != "" {
+			f, err := n.client.call(ctx, string(addr), reqReadIndex, nil)
+			if err == nil && f.kind == statusOK {
+				d := decoder{b: f.payload}
+				idx := d.u64()
+				return idx, d.err
+			}
+			if err == nil && f.kind != statusNotLeader {
+				return 0, frameError(f)
+			}
+		}
+		select {
+		case <-changed:
+		case <-time.After(50 * time.Millisecond):
+		case <-hold.C:
+			return 0, fmt.Errorf("%w: no leader to confirm a linearizable read", session.ErrNoLeader)
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: %w", session.ErrTimeout, ctx.Err())
+		}
+	}
+}
+
+// handleForward answers a node-to-node request.
+func (n *Node) handleForward(ctx context.Context, kind byte, p []byte) (byte, []byte) {
+	isLeader := n.raft.State() == raft.Leader
+	notLeader := func() (byte, []byte) {
+		addr, _ := n.raft.LeaderWithID()
+		return statusNotLeader, []byte(addr)
+	}
+	switch kind {
+	case reqStats:
+		b, _ := json.Marshal(n.localStats())
+		return statusOK, b
+	case reqApply:
+		if !isLeader {
+			return notLeader()
+		}
+		r, err := n.applyLocal(ctx, p)
+		switch {
+		case errors.Is(err, raft.ErrNotLeader):
+			return notLeader()
+		case errors.Is(err, session.ErrTimeout):
+			return statusTimeout, nil
+		case errors.Is(err, session.ErrNoLeader):
+			return statusUnknown, nil
+		case err != nil:
+			return statusError, []byte(err.Error())
+		}
+		b, err := r.MarshalBinary()
+		if err != nil {
+			return statusError, []byte(err.Error())
+		}
+		return statusOK, b
+	case reqReadIndex:
+		if !isLeader {
+			return notLeader()
+		}
+		idx, err := n.reads.get(ctx)
+		if errors.Is(err, raft.ErrNotLeader) {
+			return notLeader()
+		} else if err != nil {
+			return statusTimeout, nil
+		}
+		return statusOK, binaryAppendU64(nil, idx)
+	case reqGet, reqListOwner:
+		if !isLeader {
+			return notLeader()
+		}
+		d := decoder{b: p}
+		var key session.Key
+		if kind == reqGet {
+			if len(p) < len(key) {
+				return statusError, []byte("short request")
+			}
+			copy(key[:], p)
+			d.b = p[len(key):]
+		}
+		min := d.u64()
+		if d.err != nil {
+			return statusError, []byte("short request")
+		}
+		if min > n.raft.LastIndex() {
+			// The client's token names a write this cluster never made
+			// (its state was lost or it came from another cluster): its
+			// session cannot be here.
+			return statusNotFound, nil
+		}
+		if err := n.fsm.WaitApplied(ctx, min); err != nil {
+			return statusTimeout, nil
+		}
+		var e encoder
+		if kind == reqGet {
+			r, ok := n.fsm.Get(key, time.Now())
+			if !ok {
+				return statusNotFound, nil
+			}
+			encodeRecord(&e, r)
+		} else {
+			encodeInfos(&e, n.fsm.ListOwner(string(d.b), time.Now()))
+		}
+		return statusOK, e.b
+	case reqRemoveServer:
+		if !isLeader {
+			return notLeader()
+		}
+		if err := n.raft.RemoveServer(raft.ServerID(p), 0, n.cfg.CommitTimeout).Error(); err != nil {
+			return statusError, []byte(err.Error())
+		}
+		return statusOK, nil
+	}
+	return statusError, []byte("unknown request")
+}
