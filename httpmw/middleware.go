@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/raftsession/raftsession/session"
@@ -21,7 +22,7 @@ type Manager struct {
 	store  session.Store
 	opt    Options
 	cfg    session.Config
-	cookie *cookieCodec
+	cookie atomic.Pointer[cookieCodec] // swapped whole by SetSecrets
 	load   session.LoadOptions
 }
 
@@ -37,11 +38,11 @@ func New(store session.Store, opt Options) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{
-		store:  store,
-		opt:    opt,
-		cookie: newCookieCodec(opt.CookieName, opt.Secrets),
-		load:   session.LoadOptions{Level: opt.Consistency, Wait: opt.ConsistencyWait},
+		store: store,
+		opt:   opt,
+		load:  session.LoadOptions{Level: opt.Consistency, Wait: opt.ConsistencyWait},
 	}
+	m.cookie.Store(newCookieCodec(opt.CookieName, opt.Secrets))
 	gen := opt.IDGenerator
 	m.cfg = session.Config{
 		Store:       store,
@@ -64,6 +65,24 @@ func New(store session.Store, opt Options) (*Manager, error) {
 		Now:   opt.Clock,
 	}
 	return m, nil
+}
+
+// SetSecrets replaces the cookie secrets while the Manager serves
+// requests, for keys that change at run time (for example a keyring
+// replicated through the store). The rules are those of
+// [Options.Secrets]: the first signs, every one verifies, each at least
+// [MinSecretLen] bytes, at least one. Requests already past reading their
+// cookie finish with the secrets they started with; later requests use the
+// new ones. The secrets are copied. Cookies signed by a secret that is no
+// longer in the list stop verifying, so their sessions look new: keep an
+// old secret until the cookies it signed have been re-signed or expired.
+func (m *Manager) SetSecrets(secrets [][]byte) error {
+	cp, err := copySecrets(secrets)
+	if err != nil {
+		return err
+	}
+	m.cookie.Store(newCookieCodec(m.opt.CookieName, cp))
+	return nil
 }
 
 type ctxKey struct{}
@@ -110,10 +129,11 @@ func (m *Manager) Handler(next http.Handler) http.Handler {
 // request is the per-request state, allocated once: the context, the
 // response writer wrapper and the cookie facts live together.
 type request struct {
-	ctx sessionContext
-	rw  responseWriter
-	m   *Manager
-	r   *http.Request // as passed to next
+	ctx    sessionContext
+	rw     responseWriter
+	m      *Manager
+	r      *http.Request // as passed to next
+	cookie *cookieCodec  // the secrets this request verified with and signs with
 
 	cookieID    string // ID of the loaded session, "" when none was loaded
 	cookieIndex uint64
@@ -127,9 +147,9 @@ type request struct {
 }
 
 func (m *Manager) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
-	rq := &request{m: m}
+	rq := &request{m: m, cookie: m.cookie.Load()}
 	rq.rw = responseWriter{ResponseWriter: w, rq: rq}
-	id, index, signer, present := m.cookie.readCookie(r)
+	id, index, signer, present := rq.cookie.readCookie(r)
 	rq.hadCookie = present
 	var rec *session.Record
 	if id != "" {
@@ -215,7 +235,7 @@ func (rq *request) begin() bool {
 			if s.Persistent() {
 				expires = s.Expiry()
 			}
-			rq.setCookie(h, m.cookie.encode(id, index), expires, false)
+			rq.setCookie(h, rq.cookie.encode(id, index), expires, false)
 			cookie = true
 		}
 	case session.StatusDestroyed:

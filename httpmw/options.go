@@ -32,7 +32,8 @@ type Options struct {
 	// cookies; every one verifies, so a secret can be rotated by putting
 	// the new one first and dropping the old one after the longest session
 	// lifetime. Each must be at least MinSecretLen bytes of random data.
-	// Required: New fails without one.
+	// Required: New fails without one. [Manager.SetSecrets] replaces them
+	// at run time.
 	Secrets [][]byte
 
 	// CookieName is the cookie's name. Default "sid".
@@ -124,15 +125,9 @@ type Options struct {
 
 // withDefaults validates o and returns it with defaults filled in.
 func (o Options) withDefaults() (Options, error) {
-	if len(o.Secrets) == 0 {
-		return o, errors.New("httpmw: Options.Secrets is empty: at least one secret is required")
-	}
-	secrets := make([][]byte, len(o.Secrets))
-	for i, s := range o.Secrets {
-		if len(s) < MinSecretLen {
-			return o, fmt.Errorf("httpmw: Options.Secrets[%d] is %d bytes, need at least %d", i, len(s), MinSecretLen)
-		}
-		secrets[i] = append([]byte(nil), s...)
+	secrets, err := copySecrets(o.Secrets)
+	if err != nil {
+		return o, err
 	}
 	o.Secrets = secrets
 	if o.CookieName == "" {
@@ -184,6 +179,22 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("httpmw: Options.IDGenerator returned %q: need 22 to 128 base64url characters", id)
 	}
 	return o, nil
+}
+
+// copySecrets validates secrets as [Options.Secrets] requires and returns
+// a deep copy, so that a caller reusing its slices cannot change the keys.
+func copySecrets(in [][]byte) ([][]byte, error) {
+	if len(in) == 0 {
+		return nil, errors.New("httpmw: Options.Secrets is empty: at least one secret is required")
+	}
+	out := make([][]byte, len(in))
+	for i, s := range in {
+		if len(s) < MinSecretLen {
+			return nil, fmt.Errorf("httpmw: Options.Secrets[%d] is %d bytes, need at least %d", i, len(s), MinSecretLen)
+		}
+		out[i] = append([]byte(nil), s...)
+	}
+	return out, nil
 }
 
 // minIDLen is 128 bits of entropy in base64url characters.

@@ -168,7 +168,7 @@ func TestSetCookieRules(t *testing.T) {
 			opt: Options{Secrets: [][]byte{testSecret, testOldSecret}},
 			setup: func(e *env) string {
 				old := newCookieCodec(e.m.opt.CookieName, [][]byte{testOldSecret})
-				id, index, _, ok := e.m.cookie.decode(e.login())
+				id, index, _, ok := e.m.cookie.Load().decode(e.login())
 				if !ok {
 					t.Fatal("cannot decode login cookie")
 				}
@@ -179,7 +179,7 @@ func TestSetCookieRules(t *testing.T) {
 				if r.body != "alice" {
 					t.Errorf("body %q, want alice", r.body)
 				}
-				if _, _, signer, ok := e.m.cookie.decode(r.cookie(t).Value); !ok || signer != 0 {
+				if _, _, signer, ok := e.m.cookie.Load().decode(r.cookie(t).Value); !ok || signer != 0 {
 					t.Errorf("re-signed cookie: ok %v signer %d, want current secret", ok, signer)
 				}
 			}},
@@ -221,7 +221,7 @@ func TestCookieCarriesCommitIndex(t *testing.T) {
 	c := e.do("POST", "/set?k=a&v=1", "").cookie(t).Value
 	for i := range 3 {
 		r := e.do("POST", "/set?k=a&v=x"+strings.Repeat("y", i), c)
-		_, idx, _, ok := e.m.cookie.decode(r.cookie(t).Value)
+		_, idx, _, ok := e.m.cookie.Load().decode(r.cookie(t).Value)
 		rec, err := e.store.Load(t.Context(), idOf(c), session.LoadOptions{})
 		if !ok || err != nil || idx != rec.Version {
 			t.Fatalf("cookie index %d (ok %v), record version %v (err %v)", idx, ok, rec, err)

@@ -1,0 +1,5 @@
+package main
+
+import "syscall"
+
+var errAddrInUse error = syscall.EADDRINUSE

@@ -1,0 +1,362 @@
+package main
+
+import (
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/raftsession/raftsession/httpmw"
+	"github.com/raftsession/raftsession/session"
+)
+
+// envPrefix starts the environment variable of every flag: -raft-advertise
+// is also RAFTSESSION_RAFT_ADVERTISE. A flag on the command line wins over
+// its variable.
+const envPrefix = "RAFTSESSION_"
+
+// Config is what the flags say. [Main.ParseFlags] fills it in and validates
+// it; tests may also set it directly before [Main.Run].
+type Config struct {
+	ID      string // -id: node ID, default the host name
+	DataDir string // -data: default ./raftsession-data/<id>
+
+	HTTPAddr  string // -http: the demo app, default 127.0.0.1:8080
+	AdminAddr string // -admin: status, metrics and management, default 127.0.0.1:8081
+
+	RaftAddr        string   // -raft: raft and forwarded requests, default 127.0.0.1:7000
+	RaftAdvertise   string   // -raft-advertise: default the bound -raft address
+	GossipAddr      string   // -gossip: memberlist TCP+UDP, default 127.0.0.1:7946
+	GossipAdvertise string   // -gossip-advertise: default the bound -gossip address
+	Join            []string // -join: gossip addresses of members, comma-separated
+	BootstrapExpect int      // -bootstrap-expect: default 1
+	Voters          int      // -voters: default 3
+	ClusterName     string   // -cluster-name: default "raftsession"
+
+	Secret    []byte // -secret: fixed cookie secret (at least 32 bytes); nil means replicated keys
+	GossipKey []byte // -gossip-key: base64 of 16, 24 or 32 bytes; nil means plaintext gossip
+
+	TLSCert, TLSKey, TLSCA string // -tls-cert, -tls-key, -tls-ca: mutual TLS on the raft port
+
+	Consistency      session.Level // -consistency: local, ryw or linearizable
+	LeaveOnTerminate bool          // -leave-on-terminate
+
+	SnapshotThreshold uint64        // -snapshot-threshold
+	TrailingLogs      uint64        // -trailing-logs
+	SnapshotInterval  time.Duration // -snapshot-interval
+	ExpireInterval    time.Duration // -expire-interval
+	ShutdownTimeout   time.Duration // -shutdown-timeout: bound on draining requests
+
+	LogLevel slog.Level // -log-level: debug, info, warn or error
+}
+
+const usageHead = `raftsession node: one app instance with an embedded raft node that replicates
+HTTP sessions, serving the demo app and an admin listener.
+
+With no flags it is a working single-node cluster on 127.0.0.1.
+Three local nodes:
+  node -id n1 -http 127.0.0.1:8091 -admin 127.0.0.1:8191 -raft 127.0.0.1:7001 -gossip 127.0.0.1:7901 -bootstrap-expect 3
+  node -id n2 -http 127.0.0.1:8092 -admin 127.0.0.1:8192 -raft 127.0.0.1:7002 -gossip 127.0.0.1:7902 -bootstrap-expect 3 -join 127.0.0.1:7901
+  node -id n3 -http 127.0.0.1:8093 -admin 127.0.0.1:8193 -raft 127.0.0.1:7003 -gossip 127.0.0.1:7903 -bootstrap-expect 3 -join 127.0.0.1:7901
+
+Every flag can also be set by an environment variable RAFTSESSION_<FLAG>,
+upper case with dashes as underscores (-raft-advertise: RAFTSESSION_RAFT_ADVERTISE);
+the command line wins.
+
+Admin listener: GET /cluster/status, GET /metrics, GET /healthz, GET /readyz,
+POST /cluster/leave, POST /cluster/rotate-key.
+
+SIGTERM or SIGINT drains in-flight requests (bounded by -shutdown-timeout),
+hands leadership over and stops, keeping the data directory for a restart
+(or leaves the cluster with -leave-on-terminate). A second signal exits at once.
+
+Flags:
+`
+
+// rawFlags holds the flags as strings; validate turns them into a Config.
+// Keeping the raw strings lets env and flags share parsing.
+type rawFlags struct {
+	id, data, http, admin                     string
+	raft, raftAdv, gossip, gossipAdv, join    string
+	bootstrapExpect, voters, clusterName      string
+	secret, gossipKey, tlsCert, tlsKey, tlsCA string
+	consistency, leaveOnTerminate             string
+	snapThreshold, trailingLogs, snapInterval string
+	expireInterval, shutdownTimeout, logLevel string
+}
+
+func newFlagSet(r *rawFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("raftsession", flag.ContinueOnError)
+	// Errors are returned as one line, not printed with the whole usage;
+	// -h prints the usage through printUsage.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	s := func(p *string, name, def, usage string) { fs.StringVar(p, name, def, usage) }
+	s(&r.id, "id", "", "node `ID`, unique in the cluster and stable across restarts (default: the host name)")
+	s(&r.data, "data", "", "data `dir`ectory for the raft log and snapshots (default ./raftsession-data/<id>)")
+	s(&r.http, "http", "127.0.0.1:8080", "`address` of the demo app (port 0 picks a free port)")
+	s(&r.admin, "admin", "127.0.0.1:8081", "`address` of the admin listener: status, metrics, health, leave, key rotation")
+	s(&r.raft, "raft", "127.0.0.1:7000", "TCP `address` for raft and node-to-node requests")
+	s(&r.raftAdv, "raft-advertise", "", "`address` other nodes dial for -raft (default: the bound -raft address; required when -raft has no specific IP)")
+	s(&r.gossip, "gossip", "127.0.0.1:7946", "TCP+UDP `address` for gossip (memberlist)")
+	s(&r.gossipAdv, "gossip-advertise", "", "`address` other nodes use for -gossip (default: the bound -gossip address)")
+	s(&r.join, "join", "", "comma-separated gossip `addresses` of existing members, retried until one answers")
+	s(&r.bootstrapExpect, "bootstrap-expect", "1", "`number` of voter nodes that must see each other before a new cluster bootstraps; 0 never bootstraps")
+	s(&r.voters, "voters", "3", "`number` of raft voters kept; other nodes are non-voting read replicas")
+	s(&r.clusterName, "cluster-name", "raftsession", "cluster `name`: gossip label, and a data dir of another cluster is refused")
+	s(&r.secret, "secret", "", "cookie signing `secret`, at least 32 bytes; default: a random key generated by the cluster, replicated, rotatable")
+	s(&r.gossipKey, "gossip-key", "", "base64 `key` of 16, 24 or 32 bytes encrypting gossip (default: plaintext gossip)")
+	s(&r.tlsCert, "tls-cert", "", "PEM certificate `file` for mutual TLS on the raft port (with -tls-key and -tls-ca)")
+	s(&r.tlsKey, "tls-key", "", "PEM private key `file` for -tls-cert")
+	s(&r.tlsCA, "tls-ca", "", "PEM CA bundle `file` that peers' certificates must chain to")
+	s(&r.consistency, "consistency", "ryw", "session read `level`: local, ryw (read-your-writes) or linearizable")
+	s(&r.leaveOnTerminate, "leave-on-terminate", "false", "on SIGTERM/SIGINT leave the cluster for good (scale-in) instead of stopping for a restart")
+	s(&r.snapThreshold, "snapshot-threshold", "8192", "raft log `entries` since the last snapshot that trigger a new one")
+	s(&r.trailingLogs, "trailing-logs", "10240", "raft log `entries` kept after a snapshot for slow followers")
+	s(&r.snapInterval, "snapshot-interval", "2m", "`duration` between raft's checks whether to snapshot")
+	s(&r.expireInterval, "expire-interval", "30s", "`duration` between the leader's removals of expired sessions")
+	s(&r.shutdownTimeout, "shutdown-timeout", "10s", "longest `duration` to drain in-flight requests at shutdown")
+	s(&r.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	// -leave-on-terminate is a switch: "-leave-on-terminate" alone means true.
+	fs.Lookup("leave-on-terminate").Value = boolString{&r.leaveOnTerminate}
+	return fs
+}
+
+func printUsage(fs *flag.FlagSet, out io.Writer) {
+	fs.SetOutput(out)
+	defer fs.SetOutput(io.Discard)
+	fmt.Fprint(out, usageHead)
+	fs.PrintDefaults()
+}
+
+// boolString is a string flag that may be given without a value.
+type boolString struct{ p *string }
+
+func (b boolString) String() string {
+	if b.p == nil {
+		return "false"
+	}
+	return *b.p
+}
+func (b boolString) Set(s string) error { *b.p = s; return nil }
+func (b boolString) IsBoolFlag() bool   { return true }
+
+// envName is the environment variable of a flag.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseConfig reads env (through getenv) and then args into a Config. It
+// returns flag.ErrHelp for -h.
+func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
+	var r rawFlags
+	fs := newFlagSet(&r)
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if envErr != nil {
+			return
+		}
+		if v := getenv(envName(f.Name)); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s: %w", envName(f.Name), err)
+			}
+		}
+	})
+	if envErr != nil {
+		return Config{}, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, usageOut)
+			return Config{}, err
+		}
+		return Config{}, errors.New(firstLine(err.Error()))
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (flags start with -; see -h)", fs.Arg(0))
+	}
+	return r.validate()
+}
+
+func (r *rawFlags) validate() (Config, error) {
+	var c Config
+	var err error
+	c.ID = r.id
+	if c.ID == "" {
+		if c.ID, err = os.Hostname(); err != nil || c.ID == "" {
+			return c, errors.New("-id: not set and the host name is unknown; set -id")
+		}
+	}
+	if !validNodeID(c.ID) {
+		return c, fmt.Errorf("-id %q: use 1 to 128 letters, digits, '.', '_' or '-'", c.ID)
+	}
+	c.DataDir = r.data
+	if c.DataDir == "" {
+		c.DataDir = filepath.Join("raftsession-data", c.ID)
+	}
+	addrs := []struct {
+		name  string
+		v     string
+		dst   *string
+		empty bool // may be empty
+		port0 bool // port 0 allowed
+	}{
+		{"http", r.http, &c.HTTPAddr, false, true},
+		{"admin", r.admin, &c.AdminAddr, false, true},
+		{"raft", r.raft, &c.RaftAddr, false, true},
+		{"raft-advertise", r.raftAdv, &c.RaftAdvertise, true, false},
+		{"gossip", r.gossip, &c.GossipAddr, false, true},
+		{"gossip-advertise", r.gossipAdv, &c.GossipAdvertise, true, false},
+	}
+	for _, a := range addrs {
+		if a.v == "" && a.empty {
+			continue
+		}
+		if err := checkAddr(a.v, a.port0); err != nil {
+			return c, fmt.Errorf("-%s %q: %v", a.name, a.v, err)
+		}
+		*a.dst = a.v
+	}
+	if r.join != "" {
+		for j := range strings.SplitSeq(r.join, ",") {
+			j = strings.TrimSpace(j)
+			if j == "" {
+				continue
+			}
+			if err := checkAddr(j, false); err != nil {
+				return c, fmt.Errorf("-join %q: %v", j, err)
+			}
+			c.Join = append(c.Join, j)
+		}
+	}
+	if c.BootstrapExpect, err = parseInt("bootstrap-expect", r.bootstrapExpect, 0, 100); err != nil {
+		return c, err
+	}
+	if c.Voters, err = parseInt("voters", r.voters, 1, 99); err != nil {
+		return c, err
+	}
+	c.ClusterName = r.clusterName
+	if c.ClusterName == "" || len(c.ClusterName) > 200 {
+		return c, errors.New("-cluster-name: must be 1 to 200 bytes")
+	}
+	if r.secret != "" {
+		if len(r.secret) < httpmw.MinSecretLen {
+			return c, fmt.Errorf("-secret: is %d bytes, need at least %d (for example: openssl rand -base64 32)", len(r.secret), httpmw.MinSecretLen)
+		}
+		c.Secret = []byte(r.secret)
+	}
+	if r.gossipKey != "" {
+		k, err := base64.StdEncoding.DecodeString(r.gossipKey)
+		if err != nil {
+			return c, errors.New("-gossip-key: not valid base64 (for example: openssl rand -base64 32)")
+		}
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return c, fmt.Errorf("-gossip-key: decodes to %d bytes, want 16, 24 or 32", n)
+		}
+		c.GossipKey = k
+	}
+	c.TLSCert, c.TLSKey, c.TLSCA = r.tlsCert, r.tlsKey, r.tlsCA
+	if set := btoi(c.TLSCert != "") + btoi(c.TLSKey != "") + btoi(c.TLSCA != ""); set != 0 && set != 3 {
+		return c, errors.New("-tls-cert, -tls-key and -tls-ca: give all three or none")
+	}
+	lvl, ok := session.ParseLevel(r.consistency)
+	if !ok {
+		return c, fmt.Errorf("-consistency %q: want local, ryw or linearizable", r.consistency)
+	}
+	c.Consistency = lvl
+	if c.LeaveOnTerminate, err = strconv.ParseBool(r.leaveOnTerminate); err != nil {
+		return c, fmt.Errorf("-leave-on-terminate %q: want true or false", r.leaveOnTerminate)
+	}
+	if c.SnapshotThreshold, err = parseUint("snapshot-threshold", r.snapThreshold); err != nil {
+		return c, err
+	}
+	if c.TrailingLogs, err = parseUint("trailing-logs", r.trailingLogs); err != nil {
+		return c, err
+	}
+	for _, d := range []struct {
+		name string
+		v    string
+		dst  *time.Duration
+	}{
+		{"snapshot-interval", r.snapInterval, &c.SnapshotInterval},
+		{"expire-interval", r.expireInterval, &c.ExpireInterval},
+		{"shutdown-timeout", r.shutdownTimeout, &c.ShutdownTimeout},
+	} {
+		v, err := time.ParseDuration(d.v)
+		if err != nil || v <= 0 {
+			return c, fmt.Errorf("-%s %q: want a positive duration such as 500ms, 30s or 2m", d.name, d.v)
+		}
+		*d.dst = v
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
+		return c, fmt.Errorf("-log-level %q: want debug, info, warn or error", r.logLevel)
+	}
+	return c, nil
+}
+
+func validNodeID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkAddr accepts host:port with a numeric port; an empty host means all
+// interfaces.
+func checkAddr(addr string, port0 bool) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port")
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return errors.New("port must be a number from 0 to 65535")
+	}
+	if p == 0 && !port0 {
+		return errors.New("port 0 is not allowed here")
+	}
+	return nil
+}
+
+func parseInt(name, v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("-%s %q: want a whole number from %d to %d", name, v, lo, hi)
+	}
+	return n, nil
+}
+
+func parseUint(name, v string) (uint64, error) {
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("-%s %q: want a positive whole number", name, v)
+	}
+	return n, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// firstLine keeps error output to one line.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
