@@ -251,7 +251,7 @@ func (n *Node) localStats() *autopilot.ServerStats {
 }
 
 func (n *Node) remoteStats(ctx context.Context, addr string) *autopilot.ServerStats {
-	f, err := n.client.call(ctx, addr, reqStats, nil)
+	f, err := n.client.call(ctx, addr, reqStats, nil, nil)
 	if err != nil || f.kind != statusOK {
 		return nil
 	}

@@ -411,3 +411,115 @@ func TestGarbageOnRaftPort(t *testing.T) {
 		t.Fatal("node lost leadership after garbage")
 	}
 }
+
+func TestLeaderProposesExpire(t *testing.T) {
+	nodes := startCluster(t, 1, func(c *Config) { c.ExpireInterval = 100 * time.Millisecond })
+	n := nodes[0]
+	id := session.NewID()
+	_, err := n.Store().Commit(ctxT(t, time.Second), &session.Change{ID: id, Create: true,
+		Delta: session.Delta{IdleTimeout: 200 * time.Millisecond, Lifetime: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	create(t, n.Store(), session.NewID()) // long-lived, must stay
+	if got := n.fsm.Len(); got != 2 {
+		t.Fatalf("got %d records, want 2", got)
+	}
+	waitFor(t, 5*time.Second, "the idle session to be removed by Expire", func() bool { return n.fsm.Len() == 1 })
+	if _, err := n.Store().Load(ctxT(t, time.Second), id, session.LoadOptions{}); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("expired session: got %v, want ErrNotFound", err)
+	}
+}
+
+func TestForwardingSurvivesLeaderRestart(t *testing.T) {
+	dir := t.TempDir()
+	var nodes []*Node
+	var cfgs []Config
+	for i := range 3 {
+		cfg := testConfig(t, fmt.Sprintf("p%d", i), dir)
+		cfg.BootstrapExpect = 3
+		if i > 0 {
+			cfg.Join = []string{nodes[0].GossipAddr()}
+		}
+		cfgs = append(cfgs, cfg)
+		nodes = append(nodes, mustStart(t, cfg))
+	}
+	waitFor(t, 15*time.Second, "leader", func() bool { return leaderOf(nodes) != nil && allKnowLeader(nodes) })
+	id := session.NewID()
+	leader := leaderOf(nodes)
+	f := followersOf(nodes)[0]
+	create(t, f.Store(), id) // opens pooled connections from f to the leader
+	var li int
+	for i, n := range nodes {
+		if n == leader {
+			li = i
+		}
+	}
+	raftAddr, gossipAddr := leader.RaftAddr(), leader.GossipAddr()
+	leader.shutdown() // crash: pooled connections on f now point at a dead process
+	cfg := cfgs[li]
+	cfg.RaftAddr, cfg.GossipAddr = raftAddr, gossipAddr
+	cfg.Join = []string{f.GossipAddr()}
+	nodes[li] = mustStart(t, cfg)
+	waitFor(t, 15*time.Second, "a leader all nodes know", func() bool { return leaderOf(nodes) != nil && allKnowLeader(nodes) })
+	// Make the restarted node the leader again, so f forwards to the same
+	// address it had pooled connections to.
+	if l := leaderOf(nodes); l != nodes[li] {
+		if err := l.raft.LeadershipTransferToServer(raft.ServerID(cfg.NodeID), raft.ServerAddress(raftAddr)).Error(); err != nil {
+			t.Logf("leadership transfer: %v (the test still checks forwarding to the new leader)", err)
+		}
+		waitFor(t, 10*time.Second, "a ready leader", func() bool { return leaderOf(nodes) != nil && allKnowLeader(nodes) })
+	}
+	if f == leaderOf(nodes) {
+		f = followersOf(nodes)[0]
+	}
+	for i := range 20 {
+		if _, err := f.Store().Commit(ctxT(t, 3*time.Second), &session.Change{ID: id, Delta: session.Delta{
+			Ops: []session.Op{{Kind: session.OpIncr, Key: "n", Delta: 1}}}}); err != nil {
+			t.Fatalf("commit %d after the leader restarted: %v", i, err)
+		}
+	}
+}
+
+func TestLogoutIsVisibleEverywhereWhenAcknowledged(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	fs := followersOf(nodes)
+	for i := range 20 {
+		id := session.NewID()
+		r := create(t, fs[0].Store(), id, "user", "alice")
+		// The old cookie still names index r.Index; the destroy goes through
+		// one follower and the old cookie is replayed on every node at once.
+		if _, err := fs[i%2].Store().Commit(ctxT(t, 3*time.Second), &session.Change{ID: id, Destroy: true}); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range nodes {
+			if rec, err := n.Store().Load(ctxT(t, time.Second), id, session.LoadOptions{MinIndex: r.Index}); !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("round %d, %s: old cookie after logout: got %v, %v; want ErrNotFound", i, n.ID(), rec, err)
+			}
+		}
+	}
+}
+
+func TestCutOffFollowerStopsServingLocalState(t *testing.T) {
+	nodes := startCluster(t, 3, func(c *Config) { c.MaxStale = 300 * time.Millisecond })
+	f := followersOf(nodes)[0]
+	id := session.NewID()
+	r := create(t, leaderOf(nodes).Store(), id, "k", "v")
+	waitFor(t, 5*time.Second, "follower applied the write", func() bool { return f.fsm.AppliedIndex() >= r.Index })
+	for _, n := range nodes {
+		if n != f {
+			n.shutdown()
+		}
+	}
+	waitFor(t, 5*time.Second, "the follower's last contact to age past MaxStale", func() bool {
+		return time.Since(f.raft.LastContact()) > 300*time.Millisecond
+	})
+	_, err := f.Store().Load(ctxT(t, 5*time.Second), id, session.LoadOptions{MinIndex: r.Index})
+	if !session.Unavailable(err) {
+		t.Fatalf("read-your-writes read on a cut-off follower: got %v, want an unavailable error", err)
+	}
+	rec, err := f.Store().Load(ctxT(t, time.Second), id, session.LoadOptions{Level: session.Local})
+	if err != nil || string(rec.Values["k"]) != "v" {
+		t.Fatalf("local read: got %v, %v; want k=v", rec, err)
+	}
+}

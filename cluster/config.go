@@ -109,6 +109,15 @@ type Config struct {
 	// replica to catch up before it reads on the leader. Default 250ms.
 	ReadWait time.Duration
 
+	// MaxStale is how long a follower may go without hearing from the
+	// leader and still answer read-your-writes reads from its own replica;
+	// past it, reads go to the leader. It also bounds how long a logout
+	// (destroy, rename, destroy-owner) waits for every replica to apply
+	// it: the commit returns once each replica has applied it or has been
+	// out of contact long enough to stop serving, so an old cookie cannot
+	// find a logged-out session on a lagging replica. Default 500ms.
+	MaxStale time.Duration
+
 	// ExpireInterval is how often the leader proposes removal of expired
 	// sessions. Default 30s.
 	ExpireInterval time.Duration
@@ -181,6 +190,7 @@ func DefaultConfig() Config {
 		ForwardHold:        2 * time.Second,
 		CommitTimeout:      5 * time.Second,
 		ReadWait:           250 * time.Millisecond,
+		MaxStale:           500 * time.Millisecond,
 		ExpireInterval:     30 * time.Second,
 		ReconcileInterval:  5 * time.Second,
 		PromoteAfter:       5 * time.Second,
@@ -222,6 +232,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.ForwardHold, d.ForwardHold)
 	setDur(&c.CommitTimeout, d.CommitTimeout)
 	setDur(&c.ReadWait, d.ReadWait)
+	setDur(&c.MaxStale, d.MaxStale)
 	setDur(&c.ExpireInterval, d.ExpireInterval)
 	setDur(&c.ReconcileInterval, d.ReconcileInterval)
 	setDur(&c.PromoteAfter, d.PromoteAfter)

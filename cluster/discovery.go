@@ -37,10 +37,15 @@ func (gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (gossipDelegate) LocalState(join bool) []byte                { return nil }
 func (gossipDelegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// memberStatus is what gossip last said about a member.
+// memberStatus is what gossip last said about a member. memberlist
+// mutates the nodes Members() returns without a lock, so the node keeps
+// its own copy, taken in the event callbacks (which memberlist calls with
+// its state lock held).
 type memberStatus struct {
-	state memberlist.NodeStateType
-	since time.Time
+	state  memberlist.NodeStateType
+	since  time.Time
+	meta   meta
+	metaOK bool
 }
 
 type gossipEvents struct{ n *Node }
@@ -50,10 +55,15 @@ func (e gossipEvents) NotifyLeave(m *memberlist.Node)  { e.n.noteMember(m) }
 func (e gossipEvents) NotifyUpdate(m *memberlist.Node) { e.n.noteMember(m) }
 
 func (n *Node) noteMember(m *memberlist.Node) {
+	var md meta
+	metaOK := json.Unmarshal(m.Meta, &md) == nil && md.Cluster == n.cfg.ClusterName && md.ID == m.Name
 	n.membersMu.Lock()
-	if old, ok := n.members[m.Name]; !ok || old.state != m.State {
-		n.members[m.Name] = memberStatus{state: m.State, since: time.Now()}
+	old, ok := n.members[m.Name]
+	st := memberStatus{state: m.State, since: time.Now(), meta: md, metaOK: metaOK}
+	if ok && old.state == m.State {
+		st.since = old.since
 	}
+	n.members[m.Name] = st
 	n.membersMu.Unlock()
 	n.pokeReconcile()
 }
@@ -171,18 +181,15 @@ func (n *Node) joinLoop() {
 	}
 }
 
-// peers returns the alive gossip members of this cluster with their meta.
+// peers returns this node and the alive gossip members of its cluster.
 func (n *Node) peers() []meta {
-	var out []meta
-	for _, m := range n.ml.Members() {
-		if m.State != memberlist.StateAlive {
-			continue
+	out := []meta{n.localMeta()}
+	n.membersMu.Lock()
+	defer n.membersMu.Unlock()
+	for id, m := range n.members {
+		if id != n.cfg.NodeID && m.state == memberlist.StateAlive && m.metaOK {
+			out = append(out, m.meta)
 		}
-		var md meta
-		if json.Unmarshal(m.Meta, &md) != nil || md.Cluster != n.cfg.ClusterName || md.ID != m.Name {
-			continue
-		}
-		out = append(out, md)
 	}
 	return out
 }

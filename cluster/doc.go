@@ -11,7 +11,11 @@
 // client's last write and otherwise reads on the leader; a linearizable
 // read first learns the leader's commit index after the leader confirmed
 // its leadership with a quorum, one confirmation serving every read that
-// queued behind it.
+// queued behind it. A follower that has not heard from the leader for
+// MaxStale stops answering from its own state, and a commit that ends a
+// session ID (destroy, rename at login, destroy-owner) returns only once
+// every replica has applied it or gone quiet that long: an old cookie never
+// finds a logged-out session, however far behind a replica is.
 //
 // Membership: a brand-new cluster bootstraps once BootstrapExpect nodes see
 // each other through gossip; the leader adds every other member as a

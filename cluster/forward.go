@@ -29,7 +29,7 @@ const (
 	reqListOwner    byte = 4 // minIndex u64 | owner → infos
 	reqStats        byte = 5 // → lastContact i64 | lastTerm u64 | lastIndex u64
 	reqRemoveServer byte = 6 // id → ok
-	reqCount        byte = 7 // minIndex u64 → count u64
+	reqWaitApplied  byte = 7 // index u64 → ok once applied locally
 )
 
 const (
@@ -156,9 +156,16 @@ type clientConn struct {
 	dead    bool
 }
 
+// errAbandoned means the caller stopped waiting (the leader changed) after
+// the request was sent: its outcome is unknown.
+var errAbandoned = errors.New("cluster: leader changed while waiting for its reply")
+
 // call sends one request to addr and waits for its response. A returned
-// error wrapping errDial means the request was never sent.
-func (c *forwardClient) call(ctx context.Context, addr string, kind byte, payload []byte) (*frame, error) {
+// error wrapping errDial means the request was never sent. A close of
+// abandon (may be nil) makes call stop waiting with errAbandoned: a
+// request to a leader that hangs must not hold its caller once another
+// leader is elected.
+func (c *forwardClient) call(ctx context.Context, addr string, kind byte, payload []byte, abandon <-chan struct{}) (*frame, error) {
 	cc, err := c.conn(ctx, addr)
 	if err != nil {
 		return nil, err
@@ -188,6 +195,9 @@ func (c *forwardClient) call(ctx context.Context, addr string, kind byte, payloa
 		return r, nil
 	case <-cc.done:
 		return nil, fmt.Errorf("%w: %s", errConnLost, addr)
+	case <-abandon:
+		cc.forget(f.id)
+		return nil, errAbandoned
 	case <-ctx.Done():
 		cc.forget(f.id)
 		return nil, ctx.Err()

@@ -15,15 +15,30 @@ import (
 
 // testLogger sends node logs to t.Log, so they show only for failing tests.
 func testLogger(tb testing.TB, id string) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tbWriter{tb}, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test_node", id)
+	w := &tbWriter{tb: tb}
+	// Registered before the node's own cleanup, so it runs after the node
+	// is closed: memberlist's Shutdown does not wait for its timers, and a
+	// line they log after the test ended must not reach t.Log.
+	tb.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo})).With("test_node", id)
 }
 
-type tbWriter struct{ tb testing.TB }
+type tbWriter struct {
+	tb   testing.TB
+	mu   sync.Mutex
+	done bool
+}
 
-func (w tbWriter) Write(p []byte) (int, error) {
-	w.tb.Helper()
-	defer func() { _ = recover() }() // a log line after the test ended must not crash
-	w.tb.Log(strings.TrimRight(string(p), "\n"))
+func (w *tbWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.tb.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/raftsession/raftsession/fsm"
+	"github.com/raftsession/raftsession/session"
 )
 
 // ErrDataDirInUse is returned by Start when another process (or another
@@ -28,23 +29,31 @@ var ErrDataDirInUse = errors.New("cluster: data directory is in use by another n
 // Node is one member of a raftsession cluster: a raft server with its
 // replicated session state, a gossip member, and the node-to-node port.
 type Node struct {
-	cfg        Config
-	log        *slog.Logger
-	fsm        *fsm.FSM
-	raft       *raft.Raft
-	trans      *raft.NetworkTransport
-	bolt       *raftboltdb.BoltStore
-	mux        *mux
-	client     *forwardClient
-	server     *forwardServer
-	ml         *memberlist.Memberlist
-	pilot      *autopilot.Autopilot
-	store      *Store
-	raftAddr   string
-	reads      *readIndexer
-	metrics    Metrics
-	hasState   atomic.Bool
-	isReady    atomic.Bool // leader has applied everything from earlier terms
+	cfg      Config
+	log      *slog.Logger
+	fsm      *fsm.FSM
+	raft     *raft.Raft
+	trans    *raft.NetworkTransport
+	bolt     *raftboltdb.BoltStore
+	mux      *mux
+	client   *forwardClient
+	server   *forwardServer
+	ml       *memberlist.Memberlist
+	pilot    *autopilot.Autopilot
+	store    *Store
+	raftAddr string
+	reads    *readIndexer
+	metrics  Metrics
+	hasState atomic.Bool
+	isReady  atomic.Bool // leader has applied everything from earlier terms
+	// lastCommitted is the highest index committed through this node.
+	lastCommitted atomic.Uint64
+	// applyMu guards closing; applies counts raft.Apply calls in flight.
+	// Shutdown waits for them while raft still runs, because raft never
+	// answers a future still queued when it shuts down.
+	applyMu    sync.Mutex
+	closing    bool
+	applies    sync.WaitGroup
 	leaderMu   sync.Mutex
 	leaderSig  chan struct{} // closed and replaced on every leader change
 	poke       chan struct{} // membership changed: reconcile soon
@@ -346,12 +355,13 @@ func (n *Node) leadDuties(ctx context.Context) {
 	// raft's own no-op, which never reaches the FSM) also brings the FSM's
 	// applied index up to the commit index, so read-index waits end.
 	for ctx.Err() == nil {
-		err := n.raft.Apply(fsm.EncodeNoop(), n.cfg.CommitTimeout).Error()
+		_, err := n.raftApply(fsm.EncodeNoop(), n.cfg.CommitTimeout)
 		if err == nil {
 			n.isReady.Store(true)
 			break
 		}
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrRaftShutdown) {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+			errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, session.ErrClosed) {
 			return
 		}
 	}
@@ -377,14 +387,32 @@ func (n *Node) leadDuties(ctx context.Context) {
 }
 
 func (n *Node) proposeExpire() {
-	f := n.raft.Apply(fsm.EncodeExpire(time.Now()), n.cfg.CommitTimeout)
-	if err := f.Error(); err != nil {
+	resp, err := n.raftApply(fsm.EncodeExpire(time.Now()), n.cfg.CommitTimeout)
+	if err != nil {
 		n.log.Debug("expire not committed", "err", err)
 		return
 	}
-	if r, ok := f.Response().(*fsm.Result); ok && r.Destroyed > 0 {
+	if r, ok := resp.(*fsm.Result); ok && r.Destroyed > 0 {
 		n.log.Debug("expired sessions", "count", r.Destroyed)
 	}
+}
+
+// raftApply is the only way the node calls raft.Apply: it refuses new
+// applies once shutdown began and lets shutdown wait for those in flight.
+func (n *Node) raftApply(cmd []byte, timeout time.Duration) (any, error) {
+	n.applyMu.Lock()
+	if n.closing {
+		n.applyMu.Unlock()
+		return nil, session.ErrClosed
+	}
+	n.applies.Add(1)
+	n.applyMu.Unlock()
+	defer n.applies.Done()
+	f := n.raft.Apply(cmd, timeout)
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	return f.Response(), nil
 }
 
 // Close stops the node for a restart: a leader first hands leadership to
@@ -405,14 +433,18 @@ func (n *Node) Close() error {
 
 func (n *Node) shutdown() error {
 	var errs []error
+	n.applyMu.Lock()
+	n.closing = true
+	n.applyMu.Unlock()
 	if n.cancel != nil {
 		n.cancel()
 	}
-	if n.reads != nil {
-		n.reads.close()
-	}
 	if n.server != nil {
 		n.server.close()
+	}
+	n.applies.Wait()
+	if n.reads != nil {
+		n.reads.close()
 	}
 	if n.raft != nil {
 		errs = append(errs, n.raft.Shutdown().Error())
@@ -461,14 +493,16 @@ func (n *Node) Leave(ctx context.Context) error {
 			n.log.Warn("leadership transfer before leave failed", "err", err)
 		}
 	}
+	// Leave gossip first: once members see this node as departed, the
+	// leader's reconcile no longer re-adds it after it is removed.
+	if n.ml != nil {
+		if err := n.ml.Leave(2 * time.Second); err != nil {
+			n.log.Warn("gossip leave failed", "err", err)
+		}
+	}
 	err := n.removeSelf(ctx)
 	if err != nil {
 		n.log.Warn("could not leave the raft configuration", "err", err)
-	}
-	if n.ml != nil {
-		if lerr := n.ml.Leave(2 * time.Second); lerr != nil {
-			n.log.Warn("gossip leave failed", "err", lerr)
-		}
 	}
 	return errors.Join(err, n.Close())
 }
@@ -488,7 +522,7 @@ func (n *Node) removeSelf(ctx context.Context) error {
 			}
 		} else if addr, _ := n.raft.LeaderWithID(); addr != "" {
 			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			f, err := n.client.call(rctx, string(addr), reqRemoveServer, []byte(id))
+			f, err := n.client.call(rctx, string(addr), reqRemoveServer, []byte(id), nil)
 			cancel()
 			if err == nil && f.kind == statusOK {
 				return nil

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -70,10 +72,25 @@ func (s *Store) ListOwner(ctx context.Context, owner string, opt session.LoadOpt
 	return infos, err
 }
 
-// Count implements [session.CountStore]: the number of live sessions in
-// the local replica.
+// Count implements [session.CountStore]: the number of sessions in the
+// local replica once it has applied every write committed through this
+// node (bounded by ReadWait), including expired ones not yet removed.
 func (s *Store) Count(ctx context.Context) (int, error) {
-	return s.n.fsm.Len(), ctx.Err()
+	wctx, cancel := context.WithTimeout(ctx, s.n.cfg.ReadWait)
+	defer cancel()
+	if err := s.n.fsm.WaitApplied(wctx, s.n.lastCommitted.Load()); err != nil && ctx.Err() != nil {
+		return 0, fmt.Errorf("%w: %w", session.ErrTimeout, ctx.Err())
+	}
+	return s.n.fsm.Len(), nil
+}
+
+func atomicMax(a *atomic.Uint64, v uint64) {
+	for {
+		cur := a.Load()
+		if v <= cur || a.CompareAndSwap(cur, v) {
+			return
+		}
+	}
 }
 
 // Commit implements [session.Store]. It returns once the change is
@@ -91,6 +108,11 @@ func (s *Store) Commit(ctx context.Context, c *session.Change) (session.Result, 
 	if r.Err != nil {
 		return session.Result{Index: r.Index}, r.Err
 	}
+	if c.Destroy || c.RenameTo != "" {
+		// The old ID must stop working everywhere before the client hears
+		// that it did.
+		s.n.awaitReplicas(ctx, r.Index)
+	}
 	return session.Result{Index: r.Index, Values: r.Values}, nil
 }
 
@@ -100,7 +122,48 @@ func (s *Store) DestroyOwner(ctx context.Context, owner, except string) (int, ui
 	if err != nil {
 		return 0, 0, err
 	}
+	if r.Err == nil {
+		s.n.awaitReplicas(ctx, r.Index)
+	}
 	return r.Destroyed, r.Index, r.Err
+}
+
+// awaitReplicas waits until every server in the configuration has applied
+// index. A server that cannot confirm it (unreachable, or too slow) makes
+// it wait 2×MaxStale in all: by then that server has been out of touch
+// with the leader for longer than MaxStale and no longer serves reads from
+// its own state. Either way no replica answers with state older than
+// index once this returns.
+func (n *Node) awaitReplicas(ctx context.Context, index uint64) {
+	ctx, cancel := context.WithTimeout(ctx, 2*n.cfg.MaxStale)
+	defer cancel()
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		<-ctx.Done()
+		return
+	}
+	var unconfirmed atomic.Bool
+	var wg sync.WaitGroup
+	for _, srv := range f.Configuration().Servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if string(srv.ID) == n.cfg.NodeID {
+				if n.fsm.WaitApplied(ctx, index) != nil {
+					unconfirmed.Store(true)
+				}
+				return
+			}
+			r, err := n.client.call(ctx, string(srv.Address), reqWaitApplied, binaryAppendU64(nil, index), nil)
+			if err != nil || r.kind != statusOK {
+				unconfirmed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	if unconfirmed.Load() {
+		<-ctx.Done()
+	}
 }
 
 // AddSigningKey replicates a new cookie-signing key, which becomes primary.
@@ -144,6 +207,9 @@ func (n *Node) propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 	}
 	r, err := n.proposeOnce(ctx, cmd)
 	n.metrics.observeCommit(time.Since(start), err)
+	if err == nil {
+		atomicMax(&n.lastCommitted, r.Index)
+	}
 	return r, err
 }
 
@@ -161,7 +227,7 @@ func (n *Node) proposeOnce(ctx context.Context, cmd []byte) (*fsm.Result, error)
 			}
 		case addr != "":
 			n.metrics.Forwarded.Add(1)
-			f, err := n.client.call(ctx, string(addr), reqApply, cmd)
+			f, err := n.client.call(ctx, string(addr), reqApply, cmd, changed)
 			if err == nil {
 				if f.kind == statusOK {
 					var r fsm.Result
@@ -205,10 +271,12 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, error) 
 			return nil, fmt.Errorf("%w: %w", session.ErrTimeout, context.DeadlineExceeded)
 		}
 	}
-	f := n.raft.Apply(cmd, timeout)
-	if err := f.Error(); err != nil {
+	resp, err := n.raftApply(cmd, timeout)
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader):
+			return nil, err
+		case errors.Is(err, session.ErrClosed):
 			return nil, err
 		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 			return nil, fmt.Errorf("%w: commit outcome unknown: %w", session.ErrNoLeader, err)
@@ -219,9 +287,9 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, error) 
 		}
 		return nil, fmt.Errorf("cluster: apply: %w", err)
 	}
-	r, ok := f.Response().(*fsm.Result)
+	r, ok := resp.(*fsm.Result)
 	if !ok {
-		return nil, fmt.Errorf("cluster: unexpected apply response %T", f.Response())
+		return nil, fmt.Errorf("cluster: unexpected apply response %T", resp)
 	}
 	return r, nil
 }
@@ -260,6 +328,12 @@ func (n *Node) read(ctx context.Context, opt session.LoadOptions, payload func(m
 		}
 		min = idx
 	}
+	if !n.freshEnough() {
+		// Cut off from the leader for too long: a logout committed since
+		// may not have reached us, so our state is not ours to serve.
+		n.metrics.ReadFallbacks.Add(1)
+		return n.readOnLeader(ctx, kind, payload(min), local, remote)
+	}
 	if n.fsm.AppliedIndex() >= min {
 		return local()
 	}
@@ -281,6 +355,17 @@ func (n *Node) read(ctx context.Context, opt session.LoadOptions, payload func(m
 	return n.readOnLeader(ctx, kind, payload(min), local, remote)
 }
 
+// freshEnough reports whether this node may serve read-your-writes reads
+// from its replica: it leads (raft steps a leader down once it loses its
+// quorum for LeaderLeaseTimeout), or it heard from the leader within
+// MaxStale.
+func (n *Node) freshEnough() bool {
+	if n.raft.State() == raft.Leader {
+		return true
+	}
+	return time.Since(n.raft.LastContact()) <= n.cfg.MaxStale
+}
+
 func (n *Node) readOnLeader(ctx context.Context, kind byte, payload []byte, local func() error, remote func([]byte) error) error {
 	hold := time.NewTimer(n.cfg.ForwardHold)
 	defer hold.Stop()
@@ -295,7 +380,7 @@ func (n *Node) readOnLeader(ctx context.Context, kind byte, payload []byte, loca
 			return n.remoteResult(&frame{kind: status, payload: resp}, remote)
 		}
 		if addr != "" {
-			f, err := n.client.call(ctx, string(addr), kind, payload)
+			f, err := n.client.call(ctx, string(addr), kind, payload, changed)
 			if err == nil && f.kind != statusNotLeader {
 				return n.remoteResult(f, remote)
 			}
@@ -335,7 +420,7 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 				return 0, err
 			}
 		} else if addr != "" {
-			f, err := n.client.call(ctx, string(addr), reqReadIndex, nil)
+			f, err := n.client.call(ctx, string(addr), reqReadIndex, nil, changed)
 			if err == nil && f.kind == statusOK {
 				d := decoder{b: f.payload}
 				idx := d.u64()
@@ -435,6 +520,16 @@ func (n *Node) handleForward(ctx context.Context, kind byte, p []byte) (byte, []
 			encodeInfos(&e, n.fsm.ListOwner(string(d.b), time.Now()))
 		}
 		return statusOK, e.b
+	case reqWaitApplied:
+		d := decoder{b: p}
+		idx := d.u64()
+		if d.err != nil {
+			return statusError, []byte("short request")
+		}
+		if err := n.fsm.WaitApplied(ctx, idx); err != nil {
+			return statusTimeout, nil
+		}
+		return statusOK, nil
 	case reqRemoveServer:
 		if !isLeader {
 			return notLeader()

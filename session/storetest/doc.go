@@ -19,6 +19,11 @@
 //		})
 //	}
 //
+// The suite behaves as one client of the store, as the middleware does for
+// one browser: every read-your-writes read carries the index of the
+// suite's latest commit ([session.LoadOptions].MinIndex), so a replicated
+// store may answer from a replica that has caught up with it.
+//
 // Stores that cannot take an injected clock, such as a replicated store
 // whose times come from the raft leader's log, pass the same suite on real
 // time: the expiry tests use timeouts of a few hundred milliseconds and wait

@@ -105,7 +105,7 @@ func Run(t *testing.T, newStore Factory) {
 			if store == nil {
 				t.Fatal("factory returned a nil store")
 			}
-			tc.fn(&harness{T: t, ctx: t.Context(), store: store, clock: clock})
+			tc.fn(&harness{T: t, ctx: t.Context(), store: newClient(store), clock: clock})
 		})
 	}
 }
