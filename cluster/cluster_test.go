@@ -317,19 +317,7 @@ func TestLeaderLeaveHandsOver(t *testing.T) {
 }
 
 func TestRestartedNodeRejoins(t *testing.T) {
-	dir := t.TempDir()
-	var nodes []*Node
-	var cfgs []Config
-	for i := range 3 {
-		cfg := testConfig(t, fmt.Sprintf("r%d", i), dir)
-		cfg.BootstrapExpect = 3
-		if i > 0 {
-			cfg.Join = []string{nodes[0].GossipAddr()}
-		}
-		cfgs = append(cfgs, cfg)
-		nodes = append(nodes, mustStart(t, cfg))
-	}
-	waitFor(t, 15*time.Second, "leader", func() bool { return leaderOf(nodes) != nil })
+	nodes, cfgs := startClusterConfigs(t, 3, nil)
 	f := followersOf(nodes)[0]
 	idx := 0
 	for i, n := range nodes {
@@ -337,7 +325,6 @@ func TestRestartedNodeRejoins(t *testing.T) {
 			idx = i
 		}
 	}
-	raftAddr, gossipAddr := f.RaftAddr(), f.GossipAddr()
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +332,6 @@ func TestRestartedNodeRejoins(t *testing.T) {
 	r := create(t, leaderOf(nodes).Store(), id, "while", "away")
 	// Same data dir, ID and addresses, as a restarted process has.
 	cfg := cfgs[idx]
-	cfg.RaftAddr, cfg.GossipAddr = raftAddr, gossipAddr
 	cfg.Join = []string{leaderOf(nodes).GossipAddr()}
 	back := mustStart(t, cfg)
 	waitFor(t, 15*time.Second, "restarted node catches up", func() bool { return back.fsm.AppliedIndex() >= r.Index })
@@ -432,19 +418,7 @@ func TestLeaderProposesExpire(t *testing.T) {
 }
 
 func TestForwardingSurvivesLeaderRestart(t *testing.T) {
-	dir := t.TempDir()
-	var nodes []*Node
-	var cfgs []Config
-	for i := range 3 {
-		cfg := testConfig(t, fmt.Sprintf("p%d", i), dir)
-		cfg.BootstrapExpect = 3
-		if i > 0 {
-			cfg.Join = []string{nodes[0].GossipAddr()}
-		}
-		cfgs = append(cfgs, cfg)
-		nodes = append(nodes, mustStart(t, cfg))
-	}
-	waitFor(t, 15*time.Second, "leader", func() bool { return leaderOf(nodes) != nil && allKnowLeader(nodes) })
+	nodes, cfgs := startClusterConfigs(t, 3, nil)
 	id := session.NewID()
 	leader := leaderOf(nodes)
 	f := followersOf(nodes)[0]
@@ -455,17 +429,15 @@ func TestForwardingSurvivesLeaderRestart(t *testing.T) {
 			li = i
 		}
 	}
-	raftAddr, gossipAddr := leader.RaftAddr(), leader.GossipAddr()
 	leader.shutdown() // crash: pooled connections on f now point at a dead process
 	cfg := cfgs[li]
-	cfg.RaftAddr, cfg.GossipAddr = raftAddr, gossipAddr
 	cfg.Join = []string{f.GossipAddr()}
 	nodes[li] = mustStart(t, cfg)
 	waitFor(t, 15*time.Second, "a leader all nodes know", func() bool { return leaderOf(nodes) != nil && allKnowLeader(nodes) })
 	// Make the restarted node the leader again, so f forwards to the same
 	// address it had pooled connections to.
 	if l := leaderOf(nodes); l != nodes[li] {
-		if err := l.raft.LeadershipTransferToServer(raft.ServerID(cfg.NodeID), raft.ServerAddress(raftAddr)).Error(); err != nil {
+		if err := l.raft.LeadershipTransferToServer(raft.ServerID(cfg.NodeID), raft.ServerAddress(cfg.RaftAddr)).Error(); err != nil {
 			t.Logf("leadership transfer: %v (the test still checks forwarding to the new leader)", err)
 		}
 		waitFor(t, 10*time.Second, "a ready leader", func() bool { return leaderOf(nodes) != nil && allKnowLeader(nodes) })

@@ -74,8 +74,17 @@ func mustStart(tb testing.TB, cfg Config) *Node {
 // BootstrapExpect=n and waits until they have a leader and all are voters.
 func startCluster(tb testing.TB, size int, mutate func(*Config)) []*Node {
 	tb.Helper()
+	nodes, _ := startClusterConfigs(tb, size, mutate)
+	return nodes
+}
+
+// startClusterConfigs is startCluster that also returns each node's
+// config (with the bound addresses), for tests that restart nodes.
+func startClusterConfigs(tb testing.TB, size int, mutate func(*Config)) ([]*Node, []Config) {
+	tb.Helper()
 	dir := tb.TempDir()
 	var nodes []*Node
+	var cfgs []Config
 	for i := range size {
 		cfg := testConfig(tb, fmt.Sprintf("n%d", i+1), dir)
 		cfg.BootstrapExpect = size
@@ -85,12 +94,14 @@ func startCluster(tb testing.TB, size int, mutate func(*Config)) []*Node {
 		if mutate != nil {
 			mutate(&cfg)
 		}
-		nodes = append(nodes, mustStart(tb, cfg))
+		n := mustStart(tb, cfg)
+		cfg.RaftAddr, cfg.GossipAddr = n.RaftAddr(), n.GossipAddr()
+		nodes, cfgs = append(nodes, n), append(cfgs, cfg)
 	}
 	waitFor(tb, 15*time.Second, "all nodes agree on a leader", func() bool {
 		return leaderOf(nodes) != nil && allKnowLeader(nodes)
 	})
-	return nodes
+	return nodes, cfgs
 }
 
 func allKnowLeader(nodes []*Node) bool {
