@@ -14,40 +14,13 @@ import (
 )
 
 func newAutopilot(n *Node) *autopilot.Autopilot {
-	return autopilot.New(n.raftForPilot(), &pilotDelegate{n: n},
+	return autopilot.New(n.raft, &pilotDelegate{n: n},
 		autopilot.WithLogger(newHCLog(n.log, "autopilot")),
 		autopilot.WithPromoter(&promoter{voters: n.cfg.Voters}),
 		autopilot.WithUpdateInterval(n.cfg.ReconcileInterval/5+100*time.Millisecond),
 		autopilot.WithReconcileInterval(n.cfg.ReconcileInterval/5+100*time.Millisecond),
 	)
 }
-
-// raftForPilot defers to n.raft, which does not exist yet when gossip (and
-// so autopilot) is set up.
-func (n *Node) raftForPilot() autopilot.Raft { return lazyRaft{n} }
-
-type lazyRaft struct{ n *Node }
-
-func (l lazyRaft) AddNonvoter(id raft.ServerID, a raft.ServerAddress, prev uint64, t time.Duration) raft.IndexFuture {
-	return l.n.raft.AddNonvoter(id, a, prev, t)
-}
-func (l lazyRaft) AddVoter(id raft.ServerID, a raft.ServerAddress, prev uint64, t time.Duration) raft.IndexFuture {
-	return l.n.raft.AddVoter(id, a, prev, t)
-}
-func (l lazyRaft) DemoteVoter(id raft.ServerID, prev uint64, t time.Duration) raft.IndexFuture {
-	return l.n.raft.DemoteVoter(id, prev, t)
-}
-func (l lazyRaft) LastIndex() uint64                          { return l.n.raft.LastIndex() }
-func (l lazyRaft) Leader() raft.ServerAddress                 { return l.n.raft.Leader() }
-func (l lazyRaft) GetConfiguration() raft.ConfigurationFuture { return l.n.raft.GetConfiguration() }
-func (l lazyRaft) RemoveServer(id raft.ServerID, prev uint64, t time.Duration) raft.IndexFuture {
-	return l.n.raft.RemoveServer(id, prev, t)
-}
-func (l lazyRaft) Stats() map[string]string { return l.n.raft.Stats() }
-func (l lazyRaft) LeadershipTransferToServer(id raft.ServerID, a raft.ServerAddress) raft.Future {
-	return l.n.raft.LeadershipTransferToServer(id, a)
-}
-func (l lazyRaft) State() raft.RaftState { return l.n.raft.State() }
 
 // pilotDelegate tells autopilot what the application knows about servers.
 type pilotDelegate struct {
@@ -145,19 +118,34 @@ func (d *pilotDelegate) KnownServers() map[raft.ServerID]*autopilot.Server {
 				status = autopilot.NodeLeft
 			}
 		}
+		p, seen := peers[string(s.ID)]
+		// Autopilot counts potential voters from NodeType when it decides
+		// how many dead servers it may remove; a current voter gossip does
+		// not see any more still counts as one.
+		voter := p.Voter || !seen && s.Suffrage == raft.Voter
 		out[s.ID] = &autopilot.Server{ID: s.ID, Name: string(s.ID), Address: s.Address,
 			NodeStatus: status, RaftVersion: raft.ProtocolVersionMax, IsLeader: s.Address == leaderAddr,
-			Meta: map[string]string{"voter": strconv.FormatBool(peers[string(s.ID)].Voter || string(s.ID) == n.cfg.NodeID && !n.cfg.NonVoter)}}
+			NodeType: nodeType(voter), Meta: map[string]string{"voter": strconv.FormatBool(voter)}}
 	}
 	for id, p := range peers {
 		if _, ok := out[raft.ServerID(id)]; ok {
 			continue
 		}
 		out[raft.ServerID(id)] = &autopilot.Server{ID: raft.ServerID(id), Name: id, Address: raft.ServerAddress(p.RaftAddr),
-			NodeStatus: autopilot.NodeAlive, RaftVersion: raft.ProtocolVersionMax,
+			NodeStatus: autopilot.NodeAlive, RaftVersion: raft.ProtocolVersionMax, NodeType: nodeType(p.Voter),
 			Meta: map[string]string{"voter": strconv.FormatBool(p.Voter)}}
 	}
 	return out
+}
+
+// readReplica is the node type of servers that are never promoted.
+const readReplica autopilot.NodeType = "read-replica"
+
+func nodeType(voter bool) autopilot.NodeType {
+	if voter {
+		return autopilot.NodeVoter
+	}
+	return readReplica
 }
 
 // RemoveFailedServer removes a server only when gossip reports it failed
@@ -178,7 +166,13 @@ func (d *pilotDelegate) RemoveFailedServer(srv *autopilot.Server) {
 	if !ok {
 		return
 	}
+	// Autopilot wants this to return at once; the removal is a raft call,
+	// admitted like every other so that shutdown waits for it.
+	if !d.n.enterRaft() {
+		return
+	}
 	go func() {
+		defer d.n.leaveRaft()
 		d.n.log.Warn("removing dead server from the configuration", "server", srv.ID, "gossip", srv.NodeStatus)
 		if err := d.n.raft.RemoveServer(srv.ID, 0, d.n.cfg.CommitTimeout).Error(); err != nil {
 			d.n.log.Warn("remove dead server failed", "server", srv.ID, "err", err)
@@ -197,11 +191,7 @@ func (p *promoter) GetStateExt(*autopilot.Config, *autopilot.State) any        {
 func (p *promoter) GetNodeTypes(_ *autopilot.Config, s *autopilot.State) map[raft.ServerID]autopilot.NodeType {
 	types := map[raft.ServerID]autopilot.NodeType{}
 	for id, srv := range s.Servers {
-		if srv.Server.Meta["voter"] == "true" || srv.HasVotingRights() {
-			types[id] = autopilot.NodeVoter
-		} else {
-			types[id] = "read-replica"
-		}
+		types[id] = nodeType(srv.Server.Meta["voter"] == "true" || srv.HasVotingRights())
 	}
 	return types
 }

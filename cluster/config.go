@@ -48,9 +48,12 @@ type Config struct {
 
 	// BootstrapExpect is how many voter-eligible nodes must see each other
 	// before a brand-new cluster bootstraps (the Consul/Nomad algorithm).
-	// 1 with no Join bootstraps alone at once. A node that has raft state
-	// never bootstraps again, and a node that sees any member with raft
-	// state waits to be added instead. 0 never bootstraps. Default 1.
+	// 1 with no Join bootstraps alone at once; with Join, a node first
+	// reaches a seed, and bootstraps only if nobody it sees has raft state.
+	// A node that has raft state never bootstraps again, and a node that
+	// sees any member with raft state waits to be added instead. 0 never
+	// bootstraps (a node that only joins). DefaultConfig sets 1; a zero
+	// Config literal therefore joins only.
 	BootstrapExpect int
 
 	// Voters is how many voters autopilot keeps: stable non-voters are
@@ -291,6 +294,19 @@ func (c *Config) validate() error {
 			if _, err := path.Match(p, ""); err != nil {
 				bad("TLS allowed name %q: %v", p, err)
 			}
+		}
+	}
+	if c.MaxStale < c.LeaderLeaseTimeout {
+		// A leader cut off from its quorum serves reads until its lease
+		// runs out; a replica must not be trusted for less than that.
+		bad("MaxStale %v is shorter than LeaderLeaseTimeout %v", c.MaxStale, c.LeaderLeaseTimeout)
+	}
+	for name, d := range map[string]time.Duration{"HeartbeatTimeout": c.HeartbeatTimeout, "ElectionTimeout": c.ElectionTimeout,
+		"LeaderLeaseTimeout": c.LeaderLeaseTimeout, "SnapshotInterval": c.SnapshotInterval, "ForwardHold": c.ForwardHold,
+		"CommitTimeout": c.CommitTimeout, "ReadWait": c.ReadWait, "MaxStale": c.MaxStale, "ExpireInterval": c.ExpireInterval,
+		"ReconcileInterval": c.ReconcileInterval, "PromoteAfter": c.PromoteAfter, "DeadServerTimeout": c.DeadServerTimeout} {
+		if d < 0 {
+			bad("%s %v is negative", name, d)
 		}
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {

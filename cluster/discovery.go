@@ -7,6 +7,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -167,6 +168,7 @@ func (n *Node) joinLoop() {
 	for {
 		joined, err := n.ml.Join(n.cfg.Join)
 		if joined > 0 {
+			n.joined.Store(true)
 			n.log.Info("joined gossip", "contacted", joined)
 			n.pokeReconcile()
 			return
@@ -208,6 +210,13 @@ func (n *Node) bootstrapLoop() {
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
+	// The founders must agree on who they are: a set is used only after it
+	// was seen unchanged for stableRounds ticks, and a node told to join
+	// decides nothing before a seed answered.
+	const stableRounds = 3
+	var last string
+	stable := 0
+	warned := map[string]bool{}
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -217,9 +226,11 @@ func (n *Node) bootstrapLoop() {
 		if n.refreshHasState() {
 			return
 		}
-		peers := n.peers()
+		if len(n.cfg.Join) > 0 && !n.joined.Load() {
+			continue
+		}
 		var eligible []meta
-		for _, p := range peers {
+		for _, p := range n.peers() {
 			if p.HasState {
 				n.log.Info("found a member with raft state; waiting to be added instead of bootstrapping", "member", p.ID)
 				return
@@ -228,24 +239,30 @@ func (n *Node) bootstrapLoop() {
 				continue
 			}
 			if p.Expect != expect {
-				n.log.Warn("member disagrees on bootstrap-expect; not bootstrapping with it", "member", p.ID, "its_expect", p.Expect, "ours", expect)
+				if !warned[p.ID] {
+					warned[p.ID] = true
+					n.log.Warn("member disagrees on bootstrap-expect; not bootstrapping with it", "member", p.ID, "its_expect", p.Expect, "ours", expect)
+				}
 				continue
 			}
 			eligible = append(eligible, p)
 		}
 		if len(eligible) < expect {
+			stable = 0
 			continue
 		}
-		slices.SortFunc(eligible, func(a, b meta) int {
-			switch {
-			case a.ID < b.ID:
-				return -1
-			case a.ID > b.ID:
-				return 1
-			}
-			return 0
-		})
+		slices.SortFunc(eligible, func(a, b meta) int { return strings.Compare(a.ID, b.ID) })
 		eligible = eligible[:expect]
+		var key strings.Builder
+		for _, p := range eligible {
+			key.WriteString(p.ID + "@" + p.RaftAddr + ",")
+		}
+		if key.String() != last {
+			last, stable = key.String(), 0
+		}
+		if stable++; stable < stableRounds {
+			continue
+		}
 		var servers []raft.Server
 		self := false
 		for _, p := range eligible {

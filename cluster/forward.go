@@ -20,7 +20,7 @@ import (
 // commits from one follower reach the leader together and raft commits
 // them as one batch.
 //
-//	request:  len u32 | id u64 | kind u8 | deadline i64 (unix ns, 0 none) | payload
+//	request:  len u32 | id u64 | kind u8 | budget i64 (ns left, 0 none) | payload
 //	response: len u32 | id u64 | status u8 | payload
 const (
 	reqApply        byte = 1 // payload: fsm command → fsm.Result
@@ -56,29 +56,10 @@ var (
 	errDial     = errors.New("cluster: cannot reach leader")
 )
 
-type remoteError struct {
-	status byte
-	msg    string
-}
-
-func (e *remoteError) Error() string {
-	switch e.status {
-	case statusNotLeader:
-		return "not the leader"
-	case statusTimeout:
-		return "timed out on the leader"
-	case statusUnknown:
-		return "leadership lost during commit"
-	case statusNotFound:
-		return "not found"
-	}
-	return "leader error: " + e.msg
-}
-
 type frame struct {
 	id      uint64
-	kind    byte // request kind or response status
-	dl      int64
+	kind    byte  // request kind or response status
+	budget  int64 // request: nanoseconds the caller still waits; 0 none
 	payload []byte
 }
 
@@ -93,7 +74,7 @@ func writeFrame(w *bufio.Writer, f *frame, request bool) error {
 	hdr[12] = f.kind
 	h := hdr[:13]
 	if request {
-		binary.BigEndian.PutUint64(hdr[13:], uint64(f.dl))
+		binary.BigEndian.PutUint64(hdr[13:], uint64(f.budget))
 		h = hdr[:21]
 	}
 	if _, err := w.Write(h); err != nil {
@@ -122,7 +103,7 @@ func readFrame(r *bufio.Reader, request bool) (*frame, error) {
 	}
 	f := &frame{id: binary.BigEndian.Uint64(buf), kind: buf[8], payload: buf[9:]}
 	if request {
-		f.dl = int64(binary.BigEndian.Uint64(buf[9:]))
+		f.budget = int64(binary.BigEndian.Uint64(buf[9:]))
 		f.payload = buf[17:]
 	}
 	return f, nil
@@ -170,9 +151,11 @@ func (c *forwardClient) call(ctx context.Context, addr string, kind byte, payloa
 	if err != nil {
 		return nil, err
 	}
+	// The deadline travels as the time left, not as a wall-clock instant,
+	// so clock skew between nodes cannot expire or extend it.
 	f := &frame{id: c.nextID.Add(1), kind: kind, payload: payload}
 	if dl, ok := ctx.Deadline(); ok {
-		f.dl = dl.UnixNano()
+		f.budget = max(int64(time.Until(dl)), 1)
 	}
 	ch := make(chan *frame, 1)
 	cc.mu.Lock()
@@ -182,6 +165,13 @@ func (c *forwardClient) call(ctx context.Context, addr string, kind byte, payloa
 	}
 	cc.pending[f.id] = ch
 	cc.mu.Unlock()
+	select {
+	case <-abandon:
+		// Not sent yet: the caller may safely retry with the new leader.
+		cc.forget(f.id)
+		return nil, fmt.Errorf("%w: leader changed before sending", errDial)
+	default:
+	}
 	select {
 	case cc.sendCh <- f:
 	case <-cc.done:
@@ -253,6 +243,13 @@ func (c *forwardClient) conn(ctx context.Context, addr string) (*clientConn, err
 		c.mu.Unlock()
 		conn.Close()
 		return nil, fmt.Errorf("%w: client closed", errDial)
+	}
+	if existing := c.peers[addr]; len(existing) >= maxConnsPerPeer {
+		// Others dialled meanwhile (many commits right after a leader
+		// change): keep the pool at its size.
+		c.mu.Unlock()
+		conn.Close()
+		return existing[0], nil
 	}
 	c.peers[addr] = append(c.peers[addr], cc)
 	c.wg.Add(2)
@@ -406,6 +403,9 @@ func (s *forwardServer) serve(conn net.Conn) {
 			}
 		}
 	}()
+	// Handlers stop when their connection goes: nobody waits for them.
+	connCtx, connCancel := context.WithCancel(s.ctx)
+	defer connCancel()
 	var handlers sync.WaitGroup
 	sem := make(chan struct{}, maxInFlightPerConn)
 	r := bufio.NewReaderSize(conn, 64<<10)
@@ -428,15 +428,16 @@ func (s *forwardServer) serve(conn net.Conn) {
 		go func() {
 			defer handlers.Done()
 			defer func() { <-sem }()
-			ctx, cancel := s.ctx, context.CancelFunc(func() {})
-			if f.dl != 0 {
-				ctx, cancel = context.WithDeadline(ctx, time.Unix(0, f.dl))
+			ctx, cancel := connCtx, context.CancelFunc(func() {})
+			if f.budget > 0 {
+				ctx, cancel = context.WithTimeout(ctx, time.Duration(f.budget))
 			}
 			status, resp := s.handle(ctx, f.kind, f.payload)
 			cancel()
 			out <- &frame{id: f.id, kind: status, payload: resp}
 		}()
 	}
+	connCancel()
 	handlers.Wait()
 	close(out)
 	<-writerDone

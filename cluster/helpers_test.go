@@ -115,7 +115,7 @@ func allKnowLeader(nodes []*Node) bool {
 
 func leaderOf(nodes []*Node) *Node {
 	for _, n := range nodes {
-		if n.raft.State() == raft.Leader && n.isReady.Load() {
+		if n.raft.State() == raft.Leader && n.readyTerm.Load() == n.raft.CurrentTerm() {
 			return n
 		}
 	}

@@ -45,9 +45,19 @@ type Node struct {
 	reads    *readIndexer
 	metrics  Metrics
 	hasState atomic.Bool
-	isReady  atomic.Bool // leader has applied everything from earlier terms
 	// lastCommitted is the highest index committed through this node.
 	lastCommitted atomic.Uint64
+	// fence is the lowest index this replica may serve reads at: raised
+	// when a session ID is ended (see awaitReplicas).
+	fence atomic.Uint64
+	// serving is set once Start has built everything node-to-node
+	// requests touch.
+	serving atomic.Bool
+	// joined is set once a Join seed answered.
+	joined atomic.Bool
+	// readyTerm is the term whose no-op this leader has applied (see
+	// leadDuties); reads trust the commit index only in that term.
+	readyTerm atomic.Uint64
 	// applyMu guards closing; applies counts raft.Apply calls in flight.
 	// Shutdown waits for them while raft still runs, because raft never
 	// answers a future still queued when it shuts down.
@@ -99,6 +109,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.store = &Store{n: n}
 	n.reads = newReadIndexer(n)
 	n.startLoops()
+	n.serving.Store(true)
 	ok = true
 	n.log.Info("node started", "raft", n.raftAddr, "gossip", n.gossipAddr(), "existing_state", n.hasState.Load())
 	return n, nil
@@ -349,20 +360,26 @@ func (d *leaderDuties) stop() {
 
 func (n *Node) leadDuties(ctx context.Context) {
 	n.log.Info("became leader")
-	defer n.isReady.Store(false)
 	// Until an entry of this term is applied, the commit index may be
 	// behind writes the previous leader acknowledged. A no-op command (not
 	// raft's own no-op, which never reaches the FSM) also brings the FSM's
 	// applied index up to the commit index, so read-index waits end.
+	term := n.raft.CurrentTerm()
 	for ctx.Err() == nil {
 		_, err := n.raftApply(fsm.EncodeNoop(), n.cfg.CommitTimeout)
 		if err == nil {
-			n.isReady.Store(true)
+			n.readyTerm.Store(term)
 			break
 		}
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
-			errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, session.ErrClosed) {
+			errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, session.ErrClosed) ||
+			errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	n.pilot.Start(ctx)
@@ -397,17 +414,28 @@ func (n *Node) proposeExpire() {
 	}
 }
 
-// raftApply is the only way the node calls raft.Apply: it refuses new
-// applies once shutdown began and lets shutdown wait for those in flight.
-func (n *Node) raftApply(cmd []byte, timeout time.Duration) (any, error) {
+// enterRaft admits a raft call whose future raft answers only while it
+// runs (Apply, VerifyLeader, configuration changes). It returns false once
+// shutdown began; shutdown waits for admitted calls before stopping raft.
+// Every admitted call must be followed by leaveRaft.
+func (n *Node) enterRaft() bool {
 	n.applyMu.Lock()
+	defer n.applyMu.Unlock()
 	if n.closing {
-		n.applyMu.Unlock()
-		return nil, session.ErrClosed
+		return false
 	}
 	n.applies.Add(1)
-	n.applyMu.Unlock()
-	defer n.applies.Done()
+	return true
+}
+
+func (n *Node) leaveRaft() { n.applies.Done() }
+
+// raftApply is the only way the node calls raft.Apply.
+func (n *Node) raftApply(cmd []byte, timeout time.Duration) (any, error) {
+	if !n.enterRaft() {
+		return nil, session.ErrClosed
+	}
+	defer n.leaveRaft()
 	f := n.raft.Apply(cmd, timeout)
 	if err := f.Error(); err != nil {
 		return nil, err
@@ -569,8 +597,7 @@ func (n *Node) Store() *Store { return n.store }
 // FSM returns the node's local replica, for read-only inspection.
 func (n *Node) FSM() *fsm.FSM { return n.fsm }
 
-// WaitLeader blocks until the node knows a leader that has caught up with
-// earlier terms, or ctx ends.
+// WaitLeader blocks until the node knows a leader, or ctx ends.
 func (n *Node) WaitLeader(ctx context.Context) error {
 	for {
 		ch := n.leaderChanged()

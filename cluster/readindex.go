@@ -3,9 +3,12 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/raftsession/raftsession/session"
 )
 
 // readIndexer batches leadership confirmation for linearizable reads: a
@@ -40,7 +43,7 @@ func (ri *readIndexer) get(ctx context.Context) (uint64, error) {
 	ri.mu.Lock()
 	if ri.closed {
 		ri.mu.Unlock()
-		return 0, raft.ErrRaftShutdown
+		return 0, session.ErrClosed
 	}
 	round := ri.next
 	round.waiters++
@@ -52,7 +55,7 @@ func (ri *readIndexer) get(ctx context.Context) (uint64, error) {
 	case <-round.done:
 		return round.index, round.err
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return 0, fmt.Errorf("%w: confirming leadership: %w", session.ErrTimeout, ctx.Err())
 	}
 }
 
@@ -77,9 +80,13 @@ func (ri *readIndexer) startLocked() {
 
 func (ri *readIndexer) verify() (uint64, error) {
 	n := ri.n
-	if n.raft.State() != raft.Leader || !n.isReady.Load() {
+	if n.raft.State() != raft.Leader || n.readyTerm.Load() != n.raft.CurrentTerm() {
 		return 0, raft.ErrNotLeader
 	}
+	if !n.enterRaft() {
+		return 0, session.ErrClosed
+	}
+	defer n.leaveRaft()
 	idx := n.raft.CommitIndex()
 	if err := n.raft.VerifyLeader().Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {

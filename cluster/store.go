@@ -29,14 +29,8 @@ var (
 // Load implements [session.Store].
 func (s *Store) Load(ctx context.Context, id string, opt session.LoadOptions) (*session.Record, error) {
 	k := session.KeyOf(id)
-	var e encoder
-	e.b = append(e.b, k[:]...)
-	payload := func(min uint64) []byte {
-		b := append([]byte(nil), e.b...)
-		return binaryAppendU64(b, min)
-	}
 	var rec *session.Record
-	err := s.n.read(ctx, opt, func(min uint64) []byte { return payload(min) }, reqGet,
+	err := s.n.read(ctx, opt, func(min uint64) []byte { return binaryAppendU64(append([]byte(nil), k[:]...), min) }, reqGet,
 		func() error {
 			r, ok := s.n.fsm.Get(k, time.Now())
 			if !ok {
@@ -128,14 +122,16 @@ func (s *Store) DestroyOwner(ctx context.Context, owner, except string) (int, ui
 	return r.Destroyed, r.Index, r.Err
 }
 
-// awaitReplicas waits until every server in the configuration has applied
-// index. A server that cannot confirm it (unreachable, or too slow) makes
-// it wait 2×MaxStale in all: by then that server has been out of touch
-// with the leader for longer than MaxStale and no longer serves reads from
-// its own state. Either way no replica answers with state older than
-// index once this returns.
+// awaitReplicas makes every server in the configuration stop serving state
+// older than index. A server that hears of it raises its fence to index at
+// once (reads below the fence wait or go to the leader) and answers when
+// it has applied it. A server that cannot be told (unreachable) makes this
+// wait 2×MaxStale in all: by then it has been out of touch with the leader
+// for longer than MaxStale and no longer serves reads from its own state.
+// The wait ignores the caller's cancellation (it is bounded anyway): a
+// client that goes away must not shorten it.
 func (n *Node) awaitReplicas(ctx context.Context, index uint64) {
-	ctx, cancel := context.WithTimeout(ctx, 2*n.cfg.MaxStale)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*n.cfg.MaxStale)
 	defer cancel()
 	f := n.raft.GetConfiguration()
 	if f.Error() != nil {
@@ -149,9 +145,7 @@ func (n *Node) awaitReplicas(ctx context.Context, index uint64) {
 		go func() {
 			defer wg.Done()
 			if string(srv.ID) == n.cfg.NodeID {
-				if n.fsm.WaitApplied(ctx, index) != nil {
-					unconfirmed.Store(true)
-				}
+				atomicMax(&n.fence, index)
 				return
 			}
 			r, err := n.client.call(ctx, string(srv.Address), reqWaitApplied, binaryAppendU64(nil, index), nil)
@@ -274,11 +268,12 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, error) 
 	resp, err := n.raftApply(cmd, timeout)
 	if err != nil {
 		switch {
-		case errors.Is(err, raft.ErrNotLeader):
-			return nil, err
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			// Never appended: proposeOnce retries with the next leader.
+			return nil, raft.ErrNotLeader
 		case errors.Is(err, session.ErrClosed):
 			return nil, err
-		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		case errors.Is(err, raft.ErrLeadershipLost):
 			return nil, fmt.Errorf("%w: commit outcome unknown: %w", session.ErrNoLeader, err)
 		case errors.Is(err, raft.ErrRaftShutdown):
 			return nil, fmt.Errorf("%w: %w", session.ErrClosed, err)
@@ -315,24 +310,26 @@ func frameError(f *frame) error {
 // reaches.
 func (n *Node) read(ctx context.Context, opt session.LoadOptions, payload func(min uint64) []byte, kind byte,
 	local func() error, remote func([]byte) error) error {
-	min := uint64(0)
+	// A replica told that a session ID ended at some index (see
+	// awaitReplicas) serves nothing older than that index.
+	min := n.fence.Load()
 	switch opt.Level {
 	case session.Local:
 		return local()
 	case session.ReadYourWrites:
-		min = opt.MinIndex
+		min = max(min, opt.MinIndex)
 	case session.Linearizable:
 		idx, err := n.readIndex(ctx)
 		if err != nil {
 			return err
 		}
-		min = idx
+		min = max(min, idx)
 	}
 	if !n.freshEnough() {
 		// Cut off from the leader for too long: a logout committed since
 		// may not have reached us, so our state is not ours to serve.
 		n.metrics.ReadFallbacks.Add(1)
-		return n.readOnLeader(ctx, kind, payload(min), local, remote)
+		return n.readOnLeader(ctx, kind, payload(min), remote)
 	}
 	if n.fsm.AppliedIndex() >= min {
 		return local()
@@ -352,8 +349,13 @@ func (n *Node) read(ctx context.Context, opt session.LoadOptions, payload func(m
 		return fmt.Errorf("%w: %w", session.ErrTimeout, ctx.Err())
 	}
 	n.metrics.ReadFallbacks.Add(1)
-	return n.readOnLeader(ctx, kind, payload(min), local, remote)
+	return n.readOnLeader(ctx, kind, payload(min), remote)
 }
+
+// maxFenceAhead bounds how far beyond its own log a replica accepts a
+// fence: a committed index is at most a replication batch or two ahead of
+// a live follower, and a forged one must not stop every read.
+const maxFenceAhead = 1 << 16
 
 // freshEnough reports whether this node may serve read-your-writes reads
 // from its replica: it leads (raft steps a leader down once it loses its
@@ -366,7 +368,7 @@ func (n *Node) freshEnough() bool {
 	return time.Since(n.raft.LastContact()) <= n.cfg.MaxStale
 }
 
-func (n *Node) readOnLeader(ctx context.Context, kind byte, payload []byte, local func() error, remote func([]byte) error) error {
+func (n *Node) readOnLeader(ctx context.Context, kind byte, payload []byte, remote func([]byte) error) error {
 	hold := time.NewTimer(n.cfg.ForwardHold)
 	defer hold.Stop()
 	for {
@@ -443,6 +445,10 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 
 // handleForward answers a node-to-node request.
 func (n *Node) handleForward(ctx context.Context, kind byte, p []byte) (byte, []byte) {
+	if !n.serving.Load() {
+		// Start has not finished (raft may still be restoring a snapshot).
+		return statusNotLeader, nil
+	}
 	isLeader := n.raft.State() == raft.Leader
 	notLeader := func() (byte, []byte) {
 		addr, _ := n.raft.LeaderWithID()
@@ -456,16 +462,19 @@ func (n *Node) handleForward(ctx context.Context, kind byte, p []byte) (byte, []
 		if !isLeader {
 			return notLeader()
 		}
+		// Only well-formed commands reach the log, whoever sent them.
+		if _, err := fsm.Decode(p); err != nil {
+			return statusError, []byte(err.Error())
+		}
 		r, err := n.applyLocal(ctx, p)
 		switch {
-		case errors.Is(err, raft.ErrNotLeader):
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, session.ErrClosed):
+			// Never appended: the sender may retry elsewhere.
 			return notLeader()
 		case errors.Is(err, session.ErrTimeout):
 			return statusTimeout, nil
-		case errors.Is(err, session.ErrNoLeader):
-			return statusUnknown, nil
 		case err != nil:
-			return statusError, []byte(err.Error())
+			return statusUnknown, nil
 		}
 		b, err := r.MarshalBinary()
 		if err != nil {
@@ -526,7 +535,13 @@ func (n *Node) handleForward(ctx context.Context, kind byte, p []byte) (byte, []
 		if d.err != nil {
 			return statusError, []byte("short request")
 		}
-		if err := n.fsm.WaitApplied(ctx, idx); err != nil {
+		if idx > n.raft.LastIndex()+maxFenceAhead {
+			return statusError, []byte("index far beyond this log")
+		}
+		atomicMax(&n.fence, idx)
+		wctx, cancel := context.WithTimeout(ctx, 2*n.cfg.MaxStale)
+		defer cancel()
+		if err := n.fsm.WaitApplied(wctx, idx); err != nil {
 			return statusTimeout, nil
 		}
 		return statusOK, nil

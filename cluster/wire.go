@@ -10,9 +10,8 @@ import (
 	"github.com/raftsession/raftsession/session"
 )
 
-// errShortBuffer is returned by decoders of node-to-node messages; peers
-// send well-formed messages, so anything else is a bug or an attack and the
-// connection is dropped.
+// errShortBuffer is returned by decoders of node-to-node messages that end
+// early; the request or reply carrying it fails with a clear error.
 var errShortBuffer = errors.New("cluster: truncated message")
 
 // encoder appends fixed- and variable-length fields.

@@ -116,6 +116,14 @@ func runScenario(t *testing.T, sc scenario, seed uint64) {
 		return h
 	}
 	defer finish()
+	// A run that stops early (t.Fatal in a fault or a wait) still counts
+	// in the summary, as failed.
+	counted := false
+	defer func() {
+		if !counted {
+			summary.add(sc.name, finish().Stats(), Verdict{}, true)
+		}
+	}()
 	r.logf("cluster up in %v; load running", time.Since(start).Round(time.Millisecond))
 	r.waitAcks(50, 30*time.Second)
 	sc.fault(r)
@@ -154,6 +162,7 @@ func runScenario(t *testing.T, sc scenario, seed uint64) {
 		t.Errorf("old cookie served %d times right after logout", r.staleAfterLogout)
 	}
 	summary.add(sc.name, st, v, t.Failed())
+	counted = true
 }
 
 // scenarioTest runs sc once, unless a soak is on (TestSoak runs it then).
@@ -244,7 +253,10 @@ var isolateLeader = scenario{name: "isolate-leader", fault: func(r *run) {
 	l.Isolate()
 	nl := r.leader()
 	r.logf("new leader %s", nl.ID)
-	r.waitAcks(100, 30*time.Second)
+	// Requests that land on the isolated node now take ForwardHold (2s)
+	// to fail, since it no longer serves its own stale state, and each
+	// login or logout waits 2×MaxStale for it: progress is slower.
+	r.waitAcks(100, 60*time.Second)
 	healAt := r.w.hist.now()
 	r.logf("heal %s", l.ID)
 	l.Heal()
