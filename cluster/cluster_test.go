@@ -495,3 +495,26 @@ func TestCutOffFollowerStopsServingLocalState(t *testing.T) {
 		t.Fatalf("local read: got %v, %v; want k=v", rec, err)
 	}
 }
+
+func TestDeadVoterIsReplaced(t *testing.T) {
+	fast := func(c *Config) { c.DeadServerTimeout = time.Second }
+	nodes := startCluster(t, 3, fast)
+	cfg := testConfig(t, "spare", t.TempDir())
+	fast(&cfg)
+	cfg.BootstrapExpect = 3
+	cfg.Join = []string{nodes[0].GossipAddr()}
+	spare := mustStart(t, cfg)
+	leader := leaderOf(nodes)
+	waitFor(t, 15*time.Second, "the spare as a non-voter", func() bool {
+		s, ok := suffrage(leader, "spare")
+		return ok && s == raft.Nonvoter
+	})
+	victim := followersOf(nodes)[0]
+	victim.shutdown() // dies without leaving
+	waitFor(t, 30*time.Second, "the dead voter removed and the spare promoted", func() bool {
+		_, dead := suffrage(leader, victim.ID())
+		s, _ := suffrage(leader, "spare")
+		return !dead && s == raft.Voter && leader.voters() == 3
+	})
+	create(t, spare.Store(), session.NewID())
+}

@@ -22,6 +22,10 @@ type meta struct {
 	Expect   int    `json:"expect"`
 	Cluster  string `json:"cluster"`
 	HasState bool   `json:"state"`
+	// Leaving is set by a node that is leaving for good, before it leaves
+	// gossip: memberlist's leave event does not say whether a member left
+	// or died, and the leader must not add a leaving node back.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 type gossipDelegate struct{ n *Node }
@@ -51,17 +55,23 @@ type memberStatus struct {
 
 type gossipEvents struct{ n *Node }
 
-func (e gossipEvents) NotifyJoin(m *memberlist.Node)   { e.n.noteMember(m) }
-func (e gossipEvents) NotifyLeave(m *memberlist.Node)  { e.n.noteMember(m) }
-func (e gossipEvents) NotifyUpdate(m *memberlist.Node) { e.n.noteMember(m) }
+// The Node memberlist passes carries no usable State (memberlist keeps the
+// real one outside it), so the event says it: join and update mean alive,
+// leave means left when the member announced it was leaving, else dead.
+func (e gossipEvents) NotifyJoin(m *memberlist.Node)   { e.n.noteMember(m, memberlist.StateAlive) }
+func (e gossipEvents) NotifyUpdate(m *memberlist.Node) { e.n.noteMember(m, memberlist.StateAlive) }
+func (e gossipEvents) NotifyLeave(m *memberlist.Node)  { e.n.noteMember(m, memberlist.StateDead) }
 
-func (n *Node) noteMember(m *memberlist.Node) {
+func (n *Node) noteMember(m *memberlist.Node, state memberlist.NodeStateType) {
 	var md meta
 	metaOK := json.Unmarshal(m.Meta, &md) == nil && md.Cluster == n.cfg.ClusterName && md.ID == m.Name
 	n.membersMu.Lock()
 	old, ok := n.members[m.Name]
-	st := memberStatus{state: m.State, since: time.Now(), meta: md, metaOK: metaOK}
-	if ok && old.state == m.State {
+	if state == memberlist.StateDead && (md.Leaving || ok && old.meta.Leaving) {
+		state = memberlist.StateLeft
+	}
+	st := memberStatus{state: state, since: time.Now(), meta: md, metaOK: metaOK}
+	if ok && old.state == state {
 		st.since = old.since
 	}
 	n.members[m.Name] = st
@@ -87,7 +97,8 @@ func (n *Node) pokeReconcile() {
 
 func (n *Node) localMeta() meta {
 	return meta{ID: n.cfg.NodeID, RaftAddr: n.raftAddr, Voter: !n.cfg.NonVoter,
-		Expect: n.cfg.BootstrapExpect, Cluster: n.cfg.ClusterName, HasState: n.hasState.Load()}
+		Expect: n.cfg.BootstrapExpect, Cluster: n.cfg.ClusterName, HasState: n.hasState.Load(),
+		Leaving: n.leaving.Load()}
 }
 
 func (n *Node) startGossip() error {
@@ -189,7 +200,7 @@ func (n *Node) peers() []meta {
 	n.membersMu.Lock()
 	defer n.membersMu.Unlock()
 	for id, m := range n.members {
-		if id != n.cfg.NodeID && m.state == memberlist.StateAlive && m.metaOK {
+		if id != n.cfg.NodeID && m.state == memberlist.StateAlive && m.metaOK && !m.meta.Leaving {
 			out = append(out, m.meta)
 		}
 	}

@@ -55,6 +55,8 @@ type Node struct {
 	serving atomic.Bool
 	// joined is set once a Join seed answered.
 	joined atomic.Bool
+	// leaving is set by Leave, and announced through gossip meta.
+	leaving atomic.Bool
 	// readyTerm is the term whose no-op this leader has applied (see
 	// leadDuties); reads trust the commit index only in that term.
 	readyTerm atomic.Uint64
@@ -521,9 +523,12 @@ func (n *Node) Leave(ctx context.Context) error {
 			n.log.Warn("leadership transfer before leave failed", "err", err)
 		}
 	}
-	// Leave gossip first: once members see this node as departed, the
-	// leader's reconcile no longer re-adds it after it is removed.
+	// Announce the leave, then leave gossip: once members see this node
+	// as leaving, the leader's reconcile no longer adds it back after it
+	// is removed, and its departure reads as "left", not "failed".
+	n.leaving.Store(true)
 	if n.ml != nil {
+		n.updateGossipMeta()
 		if err := n.ml.Leave(2 * time.Second); err != nil {
 			n.log.Warn("gossip leave failed", "err", err)
 		}
