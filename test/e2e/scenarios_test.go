@@ -77,8 +77,14 @@ func (r *run) leader() *harness.Node {
 func (r *run) follower() *harness.Node {
 	r.t.Helper()
 	l := r.leader()
-	_, ls, err := r.c.Leader()
-	r.must(err)
+	// Right after start-up an election can still be settling: ask until
+	// every node agrees on a leader again.
+	var ls harness.Status
+	r.must(harness.Poll(30*time.Second, func() error {
+		var err error
+		l, ls, err = r.c.Leader()
+		return err
+	}))
 	for _, n := range r.c.Members() {
 		if n != l && n.Running() && slices.Contains(ls.Voters(), n.ID) {
 			return n
