@@ -393,30 +393,27 @@ func (d *decoder) key(k *session.Key) {
 
 func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		if n == 0 {
-			d.fail(errTruncated)
-		} else {
-			d.fail(errVarint)
-		}
-		return 0
-	}
-	d.b = d.b[n:]
+	d.advanceVarint(n)
 	return v
 }
 
 func (d *decoder) varint() int64 {
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		if n == 0 {
-			d.fail(errTruncated)
-		} else {
-			d.fail(errVarint)
-		}
-		return 0
-	}
-	d.b = d.b[n:]
+	d.advanceVarint(n)
 	return v
+}
+
+// advanceVarint consumes a varint of n bytes as binary.(U)varint reported
+// it: 0 means the input ended, negative means it overflowed 64 bits.
+func (d *decoder) advanceVarint(n int) {
+	switch {
+	case n == 0:
+		d.fail(errTruncated)
+	case n < 0:
+		d.fail(errVarint)
+	default:
+		d.b = d.b[n:]
+	}
 }
 
 // raw returns the next length-prefixed field, aliasing d.b. The length is

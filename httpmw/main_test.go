@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/raftsession/raftsession/session"
+	"github.com/raftsession/raftsession/session/storetest"
 )
 
 // TestMain fails the package's tests if any goroutine outlives them: a
@@ -32,27 +32,6 @@ var (
 	testOldSecret = []byte("fedcba9876543210fedcba9876543210")
 )
 
-// fakeClock is a settable clock shared by the store and the middleware.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // countingStore counts commits, so tests can tell "no store write".
 type countingStore struct {
@@ -68,7 +47,7 @@ func (s *countingStore) Commit(ctx context.Context, c *session.Change) (session.
 // env is one middleware over one store, served by a real HTTP server.
 type env struct {
 	t     *testing.T
-	clock *fakeClock
+	clock *storetest.Clock // shared by the store and the middleware
 	store *countingStore
 	m     *Manager
 	srv   *httptest.Server
@@ -78,7 +57,7 @@ type env struct {
 // routes; opt's Secrets and Clock are filled in when empty.
 func mustEnv(t *testing.T, opt Options, tls bool, routes ...func(*http.ServeMux)) *env {
 	t.Helper()
-	e := &env{t: t, clock: newFakeClock()}
+	e := &env{t: t, clock: storetest.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))}
 	e.store = &countingStore{MemoryStore: session.NewMemoryStore(session.MemoryOptions{Now: e.clock.Now})}
 	t.Cleanup(func() { e.store.Close() })
 	if opt.Secrets == nil {
