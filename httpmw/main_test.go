@@ -32,7 +32,6 @@ var (
 	testOldSecret = []byte("fedcba9876543210fedcba9876543210")
 )
 
-
 // countingStore counts commits, so tests can tell "no store write".
 type countingStore struct {
 	*session.MemoryStore
