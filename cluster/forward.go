@@ -434,6 +434,11 @@ func (s *forwardServer) serve(conn net.Conn) {
 			}
 			status, resp := s.handle(ctx, f.kind, f.payload)
 			cancel()
+			if len(resp) > maxFrame-64 {
+				// The peer would drop the whole connection, and every
+				// request multiplexed on it, on a frame this large.
+				status, resp = statusError, []byte("reply too large")
+			}
 			out <- &frame{id: f.id, kind: status, payload: resp}
 		}()
 	}

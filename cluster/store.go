@@ -377,11 +377,12 @@ func (n *Node) readOnLeader(ctx context.Context, kind byte, payload []byte, remo
 		if string(id) == n.cfg.NodeID {
 			// This node leads yet has not applied the index: it is a
 			// future index from another cluster's life or we are behind
-			// our own log; answer from the leader-side logic below.
+			// our own log; answer from the leader-side logic.
 			status, resp := n.handleForward(ctx, kind, payload)
-			return n.remoteResult(&frame{kind: status, payload: resp}, remote)
-		}
-		if addr != "" {
+			if status != statusNotLeader {
+				return n.remoteResult(&frame{kind: status, payload: resp}, remote)
+			}
+		} else if addr != "" {
 			f, err := n.client.call(ctx, string(addr), kind, payload, changed)
 			if err == nil && f.kind != statusNotLeader {
 				return n.remoteResult(f, remote)

@@ -30,11 +30,17 @@ func TestStoreContractFollowerReads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster per subtest")
 	}
-	// Default timeouts: with fastElections a loaded CI machine (race
-	// detector, two cores) sees spurious elections, and a commit that
-	// meets one fails as "outcome unknown", which the suite cannot accept.
+	// Slow elections: on a loaded machine (race detector, two cores, other
+	// packages' tests alongside) a 400ms heartbeat timeout sometimes
+	// expires spuriously, and a commit that meets the election fails as
+	// "outcome unknown", which the suite rightly does not accept.
 	storetest.Run(t, func(t *testing.T, cfg storetest.Config) session.Store {
-		nodes := startCluster(t, 3, func(c *Config) { c.Limits = cfg.Limits })
+		nodes := startCluster(t, 3, func(c *Config) {
+			c.Limits = cfg.Limits
+			c.HeartbeatTimeout = time.Second
+			c.ElectionTimeout = time.Second
+			c.LeaderLeaseTimeout = 500 * time.Millisecond
+		})
 		return followersOf(nodes)[0].Store()
 	})
 }
