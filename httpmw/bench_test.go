@@ -38,11 +38,20 @@ func benchRun(b *testing.B, h http.Handler, req *http.Request) {
 // raftsessionBench returns the middleware-wrapped handler and a request
 // carrying the cookie of a session that holds user=alice.
 func raftsessionBench(b *testing.B, handler http.HandlerFunc) (http.Handler, *http.Request) {
+	m, req := storedAlice(b, testSecret)
+	return m.Handler(handler), req
+}
+
+// storedAlice returns a Manager over a fresh MemoryStore signing with
+// secret, and a request carrying the cookie of a session holding
+// user=alice.
+func storedAlice(tb testing.TB, secret []byte) (*Manager, *http.Request) {
+	tb.Helper()
 	store := session.NewMemoryStore(session.MemoryOptions{})
-	b.Cleanup(func() { store.Close() })
-	m, err := New(store, Options{Secrets: [][]byte{testSecret}})
+	tb.Cleanup(func() { store.Close() })
+	m, err := New(store, Options{Secrets: [][]byte{secret}})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
 	m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -50,7 +59,7 @@ func raftsessionBench(b *testing.B, handler http.HandlerFunc) (http.Handler, *ht
 	})).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	req := httptest.NewRequest("GET", "/", nil)
 	req.AddCookie(rec.Result().Cookies()[0])
-	return m.Handler(handler), req
+	return m, req
 }
 
 func scsBench(b *testing.B, handler func(sm *scs.SessionManager) http.HandlerFunc) (http.Handler, *http.Request) {

@@ -4,10 +4,7 @@ package httpmw
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"testing"
-
-	"github.com/raftsession/raftsession/session"
 )
 
 // The race detector makes sync.Pool drop items at random, so allocation
@@ -16,18 +13,7 @@ import (
 // TestSetSecretsKeepsReadPathAllocs checks that a swap adds no
 // allocation to the read path: the codec is loaded with one atomic read.
 func TestSetSecretsKeepsReadPathAllocs(t *testing.T) {
-	store := session.NewMemoryStore(session.MemoryOptions{})
-	t.Cleanup(func() { store.Close() })
-	m, err := New(store, Options{Secrets: [][]byte{testOldSecret}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		FromContext(r.Context()).Set("user", "alice")
-	})).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
-	req := httptest.NewRequest("GET", "/", nil)
-	req.AddCookie(rec.Result().Cookies()[0])
+	m, req := storedAlice(t, testOldSecret)
 	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = FromContext(r.Context()).GetString("user")
 	}))
