@@ -76,8 +76,41 @@ type Config struct {
 
 	// TLS, when set, requires mutual TLS on the raft port: every peer must
 	// present a certificate from TLS.CA whose name matches
-	// TLS.AllowedNames.
+	// TLS.AllowedNames. It takes precedence over ClusterKey for the raft
+	// port; each node's certificate must then carry its NodeID as Common
+	// Name, since node-to-node requests are authorized by that identity.
 	TLS *TLSConfig
+
+	// ClusterKey is the cluster's shared secret: 32 random bytes, the
+	// same on every node (see [GenerateClusterKey] and [ParseClusterKey]).
+	// Everything node-to-node is derived from it with HKDF under separate
+	// labels: the gossip keyring (unless GossipKeys is set), the mutual
+	// TLS 1.3 of the raft port (unless TLS is set: a CA derived from the
+	// key issues this node a certificate for NodeID at start) and the
+	// encryption of the replicated cookie-signing keyring. Whoever holds
+	// the key is a member of the cluster: keep it as secret as a
+	// database password.
+	ClusterKey []byte
+
+	// AcceptClusterKeys are further cluster keys that peers may use, for a
+	// rolling change of the key: first every node accepts the new key,
+	// then every node uses it (accepting the old one), then the old one
+	// is dropped. ClusterKey is the one this node uses.
+	AcceptClusterKeys [][]byte
+
+	// Insecure allows raft and gossip addresses beyond loopback with
+	// neither ClusterKey nor TLS plus GossipKeys. Anyone who reaches such
+	// a node can then read and write every session; Start logs a warning
+	// and Status reports it.
+	Insecure bool
+
+	// MaxSessions caps the number of sessions in the cluster, and MaxBytes
+	// the sum of their keys and values; a create beyond either is refused
+	// with session.ErrQuota while existing sessions keep working. They are
+	// enforced inside the replicated state machine, so every node must use
+	// the same values. Zero means no cap.
+	MaxSessions int
+	MaxBytes    int64
 
 	// Limits bound one session's size; every node must use the same limits,
 	// since they are enforced inside the replicated state machine.

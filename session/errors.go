@@ -12,6 +12,10 @@ var (
 	ErrExists = errors.New("session: already exists")
 	// ErrTooLarge means the change would exceed a size or count limit.
 	ErrTooLarge = errors.New("session: too large")
+	// ErrQuota means the store is full: creating the session would exceed
+	// a store-wide cap on sessions or bytes. Existing sessions keep
+	// working; retry later.
+	ErrQuota = errors.New("session: store quota exceeded")
 	// ErrCASFailed means a compare-and-set precondition did not hold; the
 	// whole change was rejected.
 	ErrCASFailed = errors.New("session: compare-and-set failed")
