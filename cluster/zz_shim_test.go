@@ -1,0 +1,5 @@
+package cluster
+
+import "time"
+
+func setIdleTimeouts(time.Duration) func() { return func() {} }
