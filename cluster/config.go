@@ -283,11 +283,21 @@ func (c Config) withDefaults() Config {
 // ErrConfig is wrapped by every configuration error from Start.
 var ErrConfig = errors.New("cluster: invalid config")
 
+// validate reports every problem with c, always in the same order.
 func (c *Config) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrConfig}, args...)...))
 	}
+	c.validateIdentity(bad)
+	c.validateSecurity(bad)
+	c.validateTiming(bad)
+	return errors.Join(errs...)
+}
+
+type badFunc func(format string, args ...any)
+
+func (c *Config) validateIdentity(bad badFunc) {
 	if c.NodeID == "" {
 		bad("NodeID is empty")
 	} else if len(c.NodeID) > 128 {
@@ -296,13 +306,12 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		bad("DataDir is empty")
 	}
-	for name, addr := range map[string]string{"RaftAddr": c.RaftAddr, "GossipAddr": c.GossipAddr,
-		"RaftAdvertise": c.RaftAdvertise, "GossipAdvertise": c.GossipAdvertise} {
-		if addr == "" && (name == "RaftAdvertise" || name == "GossipAdvertise") {
+	for _, a := range c.addresses() {
+		if a.value == "" && a.optional {
 			continue
 		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			bad("%s %q: %v", name, addr, err)
+		if _, _, err := net.SplitHostPort(a.value); err != nil {
+			bad("%s %q: %v", a.name, a.value, err)
 		}
 	}
 	if c.BootstrapExpect < 0 {
@@ -310,6 +319,33 @@ func (c *Config) validate() error {
 	}
 	if c.Voters < 1 {
 		bad("Voters %d is less than 1", c.Voters)
+	}
+	if len(c.ClusterName) > 200 {
+		bad("ClusterName is longer than 200 bytes")
+	}
+	if c.MaxSessions < 0 || c.MaxBytes < 0 {
+		bad("MaxSessions and MaxBytes must not be negative")
+	}
+}
+
+type namedAddr struct {
+	name, value string
+	optional    bool
+}
+
+func (c *Config) addresses() []namedAddr {
+	return []namedAddr{{"RaftAddr", c.RaftAddr, false}, {"RaftAdvertise", c.RaftAdvertise, true},
+		{"GossipAddr", c.GossipAddr, false}, {"GossipAdvertise", c.GossipAdvertise, true}}
+}
+
+func (c *Config) validateSecurity(bad badFunc) {
+	for i, k := range c.clusterKeys() {
+		if len(k) != ClusterKeySize {
+			bad("cluster key %d is %d bytes; want %d (make one with: head -c 32 /dev/urandom | base64)", i, len(k), ClusterKeySize)
+		}
+	}
+	if len(c.ClusterKey) == 0 && len(c.AcceptClusterKeys) > 0 {
+		bad("AcceptClusterKeys is set without ClusterKey")
 	}
 	for i, k := range c.GossipKeys {
 		if n := len(k); n != 16 && n != 24 && n != 32 {
@@ -329,24 +365,88 @@ func (c *Config) validate() error {
 			}
 		}
 	}
+	if c.secured() || c.Insecure {
+		return
+	}
+	for _, a := range c.addresses() {
+		if a.value != "" && !loopbackHost(a.value) {
+			bad("%s %s is not a loopback address, and the cluster is not secured: set a cluster key "+
+				"(ClusterKey; node -gen-cluster-key makes one) or TLS and GossipKeys, or set Insecure to run "+
+				"open to anyone who can reach the port", a.name, a.value)
+			return
+		}
+	}
+}
+
+func (c *Config) validateTiming(bad badFunc) {
 	if c.MaxStale < c.LeaderLeaseTimeout {
 		// A leader cut off from its quorum serves reads until its lease
 		// runs out; a replica must not be trusted for less than that.
 		bad("MaxStale %v is shorter than LeaderLeaseTimeout %v", c.MaxStale, c.LeaderLeaseTimeout)
 	}
-	for name, d := range map[string]time.Duration{"HeartbeatTimeout": c.HeartbeatTimeout, "ElectionTimeout": c.ElectionTimeout,
-		"LeaderLeaseTimeout": c.LeaderLeaseTimeout, "SnapshotInterval": c.SnapshotInterval, "ForwardHold": c.ForwardHold,
-		"CommitTimeout": c.CommitTimeout, "ReadWait": c.ReadWait, "MaxStale": c.MaxStale, "ExpireInterval": c.ExpireInterval,
-		"ReconcileInterval": c.ReconcileInterval, "PromoteAfter": c.PromoteAfter, "DeadServerTimeout": c.DeadServerTimeout} {
-		if d < 0 {
-			bad("%s %v is negative", name, d)
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"HeartbeatTimeout", c.HeartbeatTimeout}, {"ElectionTimeout", c.ElectionTimeout},
+		{"LeaderLeaseTimeout", c.LeaderLeaseTimeout}, {"SnapshotInterval", c.SnapshotInterval},
+		{"ForwardHold", c.ForwardHold}, {"CommitTimeout", c.CommitTimeout}, {"ReadWait", c.ReadWait},
+		{"MaxStale", c.MaxStale}, {"ExpireInterval", c.ExpireInterval}, {"ReconcileInterval", c.ReconcileInterval},
+		{"PromoteAfter", c.PromoteAfter}, {"DeadServerTimeout", c.DeadServerTimeout}} {
+		if d.v < 0 {
+			bad("%s %v is negative", d.name, d.v)
 		}
 	}
 	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
 		bad("LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	}
-	if len(c.ClusterName) > 200 {
-		bad("ClusterName is longer than 200 bytes")
+}
+
+// clusterKeys is ClusterKey followed by AcceptClusterKeys.
+func (c *Config) clusterKeys() [][]byte {
+	if len(c.ClusterKey) == 0 {
+		return nil
 	}
-	return errors.Join(errs...)
+	return append([][]byte{c.ClusterKey}, c.AcceptClusterKeys...)
+}
+
+// secured reports whether both the raft port and gossip are
+// authenticated: by a cluster key, or by explicit TLS and gossip keys.
+func (c *Config) secured() bool {
+	return len(c.ClusterKey) > 0 || c.TLS != nil && len(c.GossipKeys) > 0
+}
+
+// portTLS is the mutual TLS of the raft port: explicit TLS, else derived
+// from the cluster keys, else none.
+func (c *Config) portTLS(now time.Time) (*TLSConfig, error) {
+	if c.TLS != nil {
+		return c.TLS, nil
+	}
+	if len(c.ClusterKey) == 0 {
+		return nil, nil
+	}
+	return keyTLS(c.NodeID, c.clusterKeys(), now)
+}
+
+// gossipKeys is the memberlist keyring: explicit GossipKeys, else derived
+// from the cluster keys, else none (plaintext).
+func (c *Config) gossipKeys() [][]byte {
+	if len(c.GossipKeys) > 0 {
+		return c.GossipKeys
+	}
+	return gossipKeyring(c.clusterKeys())
+}
+
+// loopbackHost reports whether a host:port names a loopback address. An
+// empty host means every interface, and a name other than localhost may
+// resolve anywhere: neither is loopback.
+func loopbackHost(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

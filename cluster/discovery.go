@@ -124,15 +124,15 @@ func (n *Node) startGossip() error {
 	mc.Delegate = gossipDelegate{n}
 	mc.Events = gossipEvents{n}
 	mc.Logger = log.New(&stdLogWriter{l: n.log.With("component", "memberlist")}, "", 0)
-	if len(cfg.GossipKeys) > 0 {
-		kr, err := memberlist.NewKeyring(cfg.GossipKeys, cfg.GossipKeys[0])
+	if keys := cfg.gossipKeys(); len(keys) > 0 {
+		kr, err := memberlist.NewKeyring(keys, keys[0])
 		if err != nil {
 			return fmt.Errorf("%w: gossip keyring: %v", ErrConfig, err)
 		}
 		mc.Keyring = kr
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	} else if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		n.log.Warn("gossip listens beyond loopback WITHOUT encryption: set gossip keys", "addr", cfg.GossipAddr)
+		n.log.Warn("gossip listens beyond loopback WITHOUT encryption (Insecure)", "addr", cfg.GossipAddr)
 	}
 	n.ml, err = memberlist.Create(mc)
 	if err != nil {
@@ -333,6 +333,19 @@ func (n *Node) reconcile() {
 		if ok && string(s.Address) == p.RaftAddr {
 			continue
 		}
+		if ok {
+			// Either the node moved, or someone announces its ID: the
+			// operator removes the old entry (or the node leaves) first.
+			n.mux.log.Warn("admit-moved", "gossip member announces the ID of a server at another address; not changing the configuration",
+				"member", p.ID, "announced", p.RaftAddr, "configured", s.Address)
+			continue
+		}
+		if err := n.proveIdentity(p.ID, p.RaftAddr); err != nil {
+			n.metrics.Refused.Add(1)
+			n.mux.log.Warn("admit-unproven", "not adding gossip member: its raft address did not prove its ID",
+				"member", p.ID, "raft", p.RaftAddr, "err", err)
+			continue
+		}
 		n.log.Info("adding member as non-voter", "member", p.ID, "raft", p.RaftAddr)
 		if err := n.raft.AddNonvoter(raft.ServerID(p.ID), raft.ServerAddress(p.RaftAddr), 0, n.cfg.CommitTimeout).Error(); err != nil {
 			n.log.Warn("add non-voter failed", "member", p.ID, "err", err)
@@ -348,4 +361,24 @@ func (n *Node) reconcile() {
 			}
 		}
 	}
+}
+
+// proveIdentity checks, before the leader adds a gossip member to raft,
+// that the member's announced raft address answers the TLS handshake with
+// a certificate for the ID it announced. Gossip meta is only what a member
+// says of itself; the handshake is proof. Without TLS there is nothing to
+// prove with.
+func (n *Node) proveIdentity(id, addr string) error {
+	if n.mux.tls == nil {
+		return nil
+	}
+	conn, from, err := n.mux.dialPeer(addr, protoForward, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	conn.Close()
+	if from.id != id {
+		return fmt.Errorf("the address answers as %q", from.id)
+	}
+	return nil
 }

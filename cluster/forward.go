@@ -12,6 +12,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/raftsession/raftsession/session"
 )
 
 // Node-to-node requests travel on the raft port (protocol byte 'F') as
@@ -41,10 +45,18 @@ const (
 	statusError     byte = 5 // payload: message
 )
 
-// maxFrame bounds one frame. A session is at most a few hundred KiB even
-// with generous limits; anything bigger is garbage and the connection is
-// dropped before allocating it.
+// maxFrame bounds one frame: a reply may carry a long list of sessions.
+// Requests are bounded far lower (see maxRequestFrame); anything bigger is
+// garbage and the connection is dropped before allocating it.
 const maxFrame = 8 << 20
+
+// maxRequestFrame bounds one request frame for the given session limits:
+// the largest legitimate request is one session change, which the limits
+// bound, with ample room for encoding overhead.
+func maxRequestFrame(l session.Limits) int {
+	return min(max(1<<20, 4*(l.MaxBytes+l.MaxKeys*l.MaxKeyBytes)), maxFrame)
+}
+
 
 // maxConnsPerPeer is how many connections a follower keeps to the leader.
 // One would do for multiplexing; two keep one slow large request from
@@ -85,18 +97,32 @@ func writeFrame(w *bufio.Writer, f *frame, request bool) error {
 }
 
 func readFrame(r *bufio.Reader, request bool) (*frame, error) {
+	n, err := readFrameHeader(r, request, maxFrame)
+	if err != nil {
+		return nil, err
+	}
+	return readFrameBody(r, n, request)
+}
+
+// readFrameHeader reads a frame's length and checks it against limit,
+// before anything is allocated for the frame.
+func readFrameHeader(r *bufio.Reader, request bool, limit int) (int, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
+		return 0, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	min := uint32(9)
 	if request {
 		min = 17
 	}
-	if n < min || n > maxFrame {
-		return nil, fmt.Errorf("cluster: bad frame length %d", n)
+	if n < min || int64(n) > int64(limit) {
+		return 0, fmt.Errorf("cluster: bad frame length %d", n)
 	}
+	return int(n), nil
+}
+
+func readFrameBody(r *bufio.Reader, n int, request bool) (*frame, error) {
 	buf := make([]byte, n)
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return nil, err
@@ -114,6 +140,8 @@ type forwardClient struct {
 	dial   func(addr string, timeout time.Duration) (net.Conn, error)
 	log    *slog.Logger
 	nextID atomic.Uint64
+	// maxRequest is the largest request frame peers accept.
+	maxRequest int
 
 	mu     sync.Mutex
 	peers  map[string][]*clientConn
@@ -121,8 +149,8 @@ type forwardClient struct {
 	wg     sync.WaitGroup
 }
 
-func newForwardClient(dial func(string, time.Duration) (net.Conn, error), log *slog.Logger) *forwardClient {
-	return &forwardClient{dial: dial, log: log, peers: map[string][]*clientConn{}}
+func newForwardClient(dial func(string, time.Duration) (net.Conn, error), maxRequest int, log *slog.Logger) *forwardClient {
+	return &forwardClient{dial: dial, log: log, peers: map[string][]*clientConn{}, maxRequest: maxRequest}
 }
 
 type clientConn struct {
@@ -132,9 +160,19 @@ type clientConn struct {
 	sendCh chan *frame
 	done   chan struct{}
 
-	mu      sync.Mutex
-	pending map[uint64]chan *frame
-	dead    bool
+	mu       sync.Mutex
+	pending  map[uint64]chan *frame
+	dead     bool
+	lastUsed time.Time // when the last request was queued
+}
+
+// idleFor reports whether the connection has had no request in flight and
+// none queued for at least d. It is then closed by its client before the
+// server's idle timeout could close it under a request.
+func (cc *clientConn) idleFor(d time.Duration, now time.Time) bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return len(cc.pending) == 0 && now.Sub(cc.lastUsed) >= d
 }
 
 // errAbandoned means the caller stopped waiting (the leader changed) after
@@ -147,6 +185,10 @@ var errAbandoned = errors.New("cluster: leader changed while waiting for its rep
 // request to a leader that hangs must not hold its caller once another
 // leader is elected.
 func (c *forwardClient) call(ctx context.Context, addr string, kind byte, payload []byte, abandon <-chan struct{}) (*frame, error) {
+	if 17+len(payload) > c.maxRequest {
+		// The peer would drop the connection, and every request on it.
+		return nil, fmt.Errorf("cluster: %w: a request of %d bytes", session.ErrTooLarge, len(payload))
+	}
 	cc, err := c.conn(ctx, addr)
 	if err != nil {
 		return nil, err
@@ -164,6 +206,7 @@ func (c *forwardClient) call(ctx context.Context, addr string, kind byte, payloa
 		return nil, fmt.Errorf("%w: %s", errDial, addr)
 	}
 	cc.pending[f.id] = ch
+	cc.lastUsed = time.Now()
 	cc.mu.Unlock()
 	select {
 	case <-abandon:
@@ -208,7 +251,7 @@ func (c *forwardClient) conn(ctx context.Context, addr string) (*clientConn, err
 		c.mu.Unlock()
 		return nil, fmt.Errorf("%w: client closed", errDial)
 	}
-	conns := c.peers[addr]
+	conns := c.reapIdle(addr)
 	var best *clientConn
 	bestLoad := -1
 	for _, cc := range conns {
@@ -237,7 +280,7 @@ func (c *forwardClient) conn(ctx context.Context, addr string) (*clientConn, err
 		return nil, fmt.Errorf("%w %s: %w", errDial, addr, err)
 	}
 	cc := &clientConn{c: c, addr: addr, conn: conn, sendCh: make(chan *frame, 64),
-		done: make(chan struct{}), pending: map[uint64]chan *frame{}}
+		done: make(chan struct{}), pending: map[uint64]chan *frame{}, lastUsed: time.Now()}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -257,6 +300,35 @@ func (c *forwardClient) conn(ctx context.Context, addr string) (*clientConn, err
 	go cc.writeLoop()
 	go cc.readLoop()
 	return cc, nil
+}
+
+// clientIdle is how long an unused connection to a peer is kept: well
+// under the server's forwardIdleTimeout.
+func clientIdle() time.Duration { return forwardIdleTimeout / 2 }
+
+// reapIdle closes addr's idle connections and returns the others. c.mu is
+// held.
+func (c *forwardClient) reapIdle(addr string) []*clientConn {
+	conns := c.peers[addr]
+	now := time.Now()
+	live := conns[:0:0]
+	for _, cc := range conns {
+		if cc.idleFor(clientIdle(), now) {
+			cc.mu.Lock()
+			cc.dead = true
+			close(cc.done)
+			cc.mu.Unlock()
+			cc.conn.Close()
+			continue
+		}
+		live = append(live, cc)
+	}
+	if len(live) == 0 {
+		delete(c.peers, addr)
+	} else {
+		c.peers[addr] = live
+	}
+	return live
 }
 
 // writeLoop writes queued requests and flushes only when the queue is
@@ -347,11 +419,39 @@ func (c *forwardClient) close() {
 	c.wg.Wait()
 }
 
+// Bounds on what peers may make the forwarding server hold. Variables so
+// tests can shorten the timeouts.
+var (
+	// forwardIdleTimeout closes a forward connection that sent no request
+	// for this long. Clients drop their own idle connections sooner (see
+	// clientIdle), so a request never races with this close.
+	forwardIdleTimeout = 2 * time.Minute
+	// frameReadTimeout bounds reading one frame once its header arrived.
+	frameReadTimeout = 10 * time.Second
+)
+
+const (
+	// maxInFlight bounds requests being handled across all connections,
+	// and maxInFlightPerConn those of one connection.
+	maxInFlight        = 2048
+	maxInFlightPerConn = 1024
+	// maxBytesInFlight bounds the request bytes held across all
+	// connections, and maxConnBytesInFlight those of one connection: a
+	// frame's buffer is allocated only once its bytes fit, so a flood of
+	// large frames waits in the kernel's socket buffers, not in the heap.
+	maxBytesInFlight     = 16 << 20
+	maxConnBytesInFlight = maxFrame
+)
+
 // forwardServer answers requests from peers. handle runs in its own
-// goroutine per request, bounded per connection.
+// goroutine per request, bounded per connection and in total.
 type forwardServer struct {
-	handle func(ctx context.Context, kind byte, payload []byte) (status byte, resp []byte)
-	log    *slog.Logger
+	handle func(ctx context.Context, from peer, kind byte, payload []byte) (status byte, resp []byte)
+	log    *rateLog
+
+	inflight   chan struct{}
+	bytes      *semaphore.Weighted
+	maxRequest int
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -360,15 +460,13 @@ type forwardServer struct {
 	wg     sync.WaitGroup
 }
 
-// maxInFlightPerConn bounds the goroutines one peer connection can start.
-const maxInFlightPerConn = 4096
-
-func newForwardServer(handle func(context.Context, byte, []byte) (byte, []byte), log *slog.Logger) *forwardServer {
+func newForwardServer(handle func(context.Context, peer, byte, []byte) (byte, []byte), maxRequest int, log *rateLog) *forwardServer {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &forwardServer{handle: handle, log: log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	return &forwardServer{handle: handle, log: log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{},
+		inflight: make(chan struct{}, maxInFlight), bytes: semaphore.NewWeighted(maxBytesInFlight), maxRequest: maxRequest}
 }
 
-func (s *forwardServer) serve(conn net.Conn) {
+func (s *forwardServer) serve(conn net.Conn, from peer) {
 	s.mu.Lock()
 	if s.ctx.Err() != nil {
 		s.mu.Unlock()
@@ -407,45 +505,106 @@ func (s *forwardServer) serve(conn net.Conn) {
 	connCtx, connCancel := context.WithCancel(s.ctx)
 	defer connCancel()
 	var handlers sync.WaitGroup
-	sem := make(chan struct{}, maxInFlightPerConn)
-	r := bufio.NewReaderSize(conn, 64<<10)
-	for {
-		f, err := readFrame(r, true)
-		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				s.log.Debug("forward connection closed", "remote", conn.RemoteAddr(), "err", err)
-			}
-			break
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-s.ctx.Done():
-		}
-		if s.ctx.Err() != nil {
-			break
-		}
-		handlers.Add(1)
-		go func() {
-			defer handlers.Done()
-			defer func() { <-sem }()
-			ctx, cancel := connCtx, context.CancelFunc(func() {})
-			if f.budget > 0 {
-				ctx, cancel = context.WithTimeout(ctx, time.Duration(f.budget))
-			}
-			status, resp := s.handle(ctx, f.kind, f.payload)
-			cancel()
-			if len(resp) > maxFrame-64 {
-				// The peer would drop the whole connection, and every
-				// request multiplexed on it, on a frame this large.
-				status, resp = statusError, []byte("reply too large")
-			}
-			out <- &frame{id: f.id, kind: status, payload: resp}
-		}()
+	c := &serverConn{s: s, conn: conn, from: from, ctx: connCtx, out: out, handlers: &handlers,
+		slots: make(chan struct{}, maxInFlightPerConn), bytes: semaphore.NewWeighted(maxConnBytesInFlight),
+		r: bufio.NewReaderSize(conn, 64<<10)}
+	for c.next() {
 	}
 	connCancel()
 	handlers.Wait()
 	close(out)
 	<-writerDone
+}
+
+// serverConn is the reading side of one forward connection.
+type serverConn struct {
+	s        *forwardServer
+	conn     net.Conn
+	from     peer
+	ctx      context.Context
+	out      chan<- *frame
+	handlers *sync.WaitGroup
+	slots    chan struct{}
+	bytes    *semaphore.Weighted
+	r        *bufio.Reader
+}
+
+// next reads one request and starts its handler; false ends the
+// connection. The request's in-flight slots and byte budget are taken
+// before its buffer is allocated, and given back when its handler ends.
+func (c *serverConn) next() bool {
+	_ = c.conn.SetReadDeadline(time.Now().Add(forwardIdleTimeout))
+	n, err := readFrameHeader(c.r, true, c.s.maxRequest)
+	if err != nil {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			c.s.log.Warn("forward-read", "forward connection closed", "remote", c.conn.RemoteAddr(), "err", err)
+		}
+		return false
+	}
+	release, ok := c.acquire(int64(n))
+	if !ok {
+		return false
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(frameReadTimeout))
+	f, err := readFrameBody(c.r, n, true)
+	if err != nil {
+		release()
+		c.s.log.Warn("forward-read", "forward connection closed mid-frame", "remote", c.conn.RemoteAddr(), "err", err)
+		return false
+	}
+	c.handlers.Add(1)
+	go func() {
+		defer c.handlers.Done()
+		defer release()
+		c.out <- c.answer(f)
+	}()
+	return true
+}
+
+func (c *serverConn) acquire(n int64) (release func(), ok bool) {
+	select {
+	case c.slots <- struct{}{}:
+	case <-c.ctx.Done():
+		return nil, false
+	}
+	select {
+	case c.s.inflight <- struct{}{}:
+	case <-c.ctx.Done():
+		<-c.slots
+		return nil, false
+	}
+	if c.bytes.Acquire(c.ctx, n) != nil {
+		<-c.s.inflight
+		<-c.slots
+		return nil, false
+	}
+	if c.s.bytes.Acquire(c.ctx, n) != nil {
+		c.bytes.Release(n)
+		<-c.s.inflight
+		<-c.slots
+		return nil, false
+	}
+	return func() {
+		c.s.bytes.Release(n)
+		c.bytes.Release(n)
+		<-c.s.inflight
+		<-c.slots
+	}, true
+}
+
+func (c *serverConn) answer(f *frame) *frame {
+	ctx, cancel := c.ctx, context.CancelFunc(func() {})
+	if f.budget > 0 {
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(f.budget))
+	}
+	status, resp := c.s.handle(ctx, c.from, f.kind, f.payload)
+	cancel()
+	if len(resp) > maxFrame-64 {
+		// The peer would drop the whole connection, and every request
+		// multiplexed on it, on a frame this large.
+		status, resp = statusError, []byte("reply too large")
+	}
+	return &frame{id: f.id, kind: status, payload: resp}
 }
 
 func (s *forwardServer) close() {

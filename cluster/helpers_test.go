@@ -169,3 +169,12 @@ func concurrently(n int, fn func(i int)) {
 	}
 	wg.Wait()
 }
+
+// setIdleTimeouts shortens the port's idle timeouts and returns the undo.
+// Register the undo with t.Cleanup before starting nodes, so that it runs
+// after they are closed.
+func setIdleTimeouts(d time.Duration) func() {
+	fwd, raftIdle := forwardIdleTimeout, raftIdleTimeout
+	forwardIdleTimeout, raftIdleTimeout = d, d
+	return func() { forwardIdleTimeout, raftIdleTimeout = fwd, raftIdle }
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"path"
@@ -25,21 +26,46 @@ const (
 // instead of pinning a goroutine.
 const handshakeTimeout = 5 * time.Second
 
-// mux owns the raft port. It accepts connections, reads the protocol byte
-// and hands each connection to raft's transport or to the forwarding
-// server. Garbage is logged and closed; it never reaches raft.
+// Bounds on the raft port. Variables, not constants, so tests can shorten
+// the idle timeouts.
+var (
+	// maxPortConns caps the connections the port holds at once; past it,
+	// new connections are closed at once.
+	maxPortConns = 512
+	// raftIdleTimeout closes a raft connection that has carried nothing
+	// for this long; raft dials again when it needs one.
+	raftIdleTimeout = 5 * time.Minute
+)
+
+// peer is who is on the other end of a connection. With TLS, id is the
+// Common Name of a certificate that chains to the cluster's CA; without
+// TLS nobody is authenticated.
+type peer struct {
+	id            string
+	authenticated bool
+}
+
+// mux owns the raft port. It accepts connections, authenticates the peer
+// (TLS), reads the protocol byte and hands each connection to raft's
+// transport or to the forwarding server. Garbage is logged and closed; it
+// never reaches raft.
 type mux struct {
 	ln        net.Listener
 	advertise net.Addr
 	tls       *TLSConfig
-	log       *slog.Logger
+	log       *rateLog
 
 	raftConns chan net.Conn
-	onForward func(net.Conn)
+	onForward func(net.Conn, peer)
+	// allowRaft says whether a peer may talk raft to this node.
+	allowRaft func(peer) bool
+	// refused counts connections and requests turned away.
+	refused func()
 
 	closeOnce sync.Once
 	closed    chan struct{}
 	wg        sync.WaitGroup
+	slots     chan struct{} // one per open connection, up to maxPortConns
 
 	// raft's transport does not close the connections it accepted when it
 	// shuts down; the mux does, so no reader outlives the node.
@@ -48,8 +74,9 @@ type mux struct {
 }
 
 func newMux(ln net.Listener, advertise net.Addr, t *TLSConfig, log *slog.Logger) *mux {
-	return &mux{ln: ln, advertise: advertise, tls: t, log: log,
-		raftConns: make(chan net.Conn, 16), closed: make(chan struct{}), conns: map[net.Conn]struct{}{}}
+	return &mux{ln: ln, advertise: advertise, tls: t, log: newRateLog(log),
+		raftConns: make(chan net.Conn, 16), closed: make(chan struct{}), conns: map[net.Conn]struct{}{},
+		slots: make(chan struct{}, maxPortConns), allowRaft: func(peer) bool { return true }, refused: func() {}}
 }
 
 func (m *mux) serve() {
@@ -66,53 +93,104 @@ func (m *mux) serve() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			m.log.Error("raft port accept failed", "err", err)
+			m.log.l.Error("raft port accept failed", "err", err)
 			return
+		}
+		select {
+		case m.slots <- struct{}{}:
+		default:
+			m.refused()
+			m.log.Warn("too-many-conns", "raft port: connection limit reached, closing new connection", "remote", conn.RemoteAddr(), "limit", cap(m.slots))
+			conn.Close()
+			continue
 		}
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.route(conn)
+			m.route(&slotConn{Conn: conn, slots: m.slots})
 		}()
 	}
 }
 
 func (m *mux) route(conn net.Conn) {
 	_ = conn.SetDeadline(time.Now().Add(handshakeTimeout))
+	var from peer
 	if m.tls != nil {
 		tc := tls.Server(conn, m.serverTLS())
 		if err := tc.Handshake(); err != nil {
-			m.log.Warn("raft port: TLS handshake failed", "remote", conn.RemoteAddr(), "err", err)
+			m.refused()
+			m.log.Warn("tls-handshake", "raft port: TLS handshake failed", "remote", conn.RemoteAddr(), "err", err)
 			conn.Close()
 			return
 		}
+		from = peerOf(tc)
 		conn = tc
 	}
 	var b [1]byte
-	if _, err := conn.Read(b[:]); err != nil {
+	if _, err := io.ReadFull(conn, b[:]); err != nil {
 		conn.Close()
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
 	switch b[0] {
 	case protoRaft:
-		tc := &trackedConn{Conn: conn, m: m}
+		if !m.allowRaft(from) {
+			m.refused()
+			m.log.Warn("raft-refused", "raft port: raft connection from a node that is not a member, closing", "remote", conn.RemoteAddr(), "peer", from.id)
+			conn.Close()
+			return
+		}
+		tc := &trackedConn{Conn: &idleConn{Conn: conn, idle: raftIdleTimeout}, m: m}
 		if !m.track(tc) {
 			conn.Close()
 			return
 		}
-		conn = tc
 		select {
-		case m.raftConns <- conn:
+		case m.raftConns <- tc:
 		case <-m.closed:
-			conn.Close()
+			tc.Close()
 		}
 	case protoForward:
-		m.onForward(conn)
+		m.onForward(conn, from)
 	default:
-		m.log.Warn("raft port: unknown protocol byte, closing", "remote", conn.RemoteAddr(), "byte", b[0])
+		m.refused()
+		m.log.Warn("bad-proto", "raft port: unknown protocol byte, closing", "remote", conn.RemoteAddr(), "byte", b[0])
 		conn.Close()
 	}
+}
+
+// peerOf names the authenticated peer of a finished TLS handshake: the
+// Common Name of its verified certificate.
+func peerOf(tc *tls.Conn) peer {
+	cs := tc.ConnectionState()
+	if len(cs.PeerCertificates) == 0 {
+		return peer{}
+	}
+	return peer{id: cs.PeerCertificates[0].Subject.CommonName, authenticated: true}
+}
+
+// slotConn gives its connection slot back when closed, once.
+type slotConn struct {
+	net.Conn
+	slots chan struct{}
+	once  sync.Once
+}
+
+func (c *slotConn) Close() error {
+	c.once.Do(func() { <-c.slots })
+	return c.Conn.Close()
+}
+
+// idleConn closes a connection on which nothing arrived for idle: every
+// Read pushes the deadline out.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(p)
 }
 
 func (m *mux) track(c net.Conn) bool {
@@ -158,26 +236,34 @@ func (m *mux) close() {
 
 // dial connects to a peer's raft port for protocol proto.
 func (m *mux) dial(addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+	conn, _, err := m.dialPeer(addr, proto, timeout)
+	return conn, err
+}
+
+// dialPeer is dial that also names the server that answered (with TLS).
+func (m *mux) dialPeer(addr string, proto byte, timeout time.Duration) (net.Conn, peer, error) {
 	d := net.Dialer{Timeout: timeout}
 	conn, err := d.Dial("tcp", addr)
 	if err != nil {
-		return nil, err
+		return nil, peer{}, err
 	}
+	var from peer
 	if m.tls != nil {
 		tc := tls.Client(conn, m.clientTLS())
 		_ = tc.SetDeadline(time.Now().Add(timeout))
 		if err := tc.Handshake(); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+			return nil, peer{}, fmt.Errorf("TLS handshake with %s: %w", addr, err)
 		}
 		_ = tc.SetDeadline(time.Time{})
+		from = peerOf(tc)
 		conn = tc
 	}
 	if _, err := conn.Write([]byte{proto}); err != nil {
 		conn.Close()
-		return nil, err
+		return nil, peer{}, err
 	}
-	return conn, nil
+	return conn, from, nil
 }
 
 func (m *mux) serverTLS() *tls.Config {

@@ -43,13 +43,17 @@ type Node struct {
 	store    *Store
 	raftAddr string
 	reads    *readIndexer
-	metrics  Metrics
-	hasState atomic.Bool
+	// keyCipher seals the signing keyring; nil without a cluster key.
+	keyCipher *keyringCipher
+	metrics   Metrics
+	hasState  atomic.Bool
 	// lastCommitted is the highest index committed through this node.
 	lastCommitted atomic.Uint64
 	// fence is the lowest index this replica may serve reads at: raised
 	// when a session ID is ended (see awaitReplicas).
 	fence atomic.Uint64
+	// fenceUntil is when fence stops holding (unix nanoseconds).
+	fenceUntil atomic.Int64
 	// serving is set once Start has built everything node-to-node
 	// requests touch.
 	serving atomic.Bool
@@ -95,6 +99,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), leaderSig: make(chan struct{}),
 		poke: make(chan struct{}, 1), members: map[string]memberStatus{}}
+	var err error
+	if n.keyCipher, err = newKeyringCipher(cfg.clusterKeys()); err != nil {
+		return nil, err
+	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ok := false
 	defer func() {
@@ -151,6 +159,10 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("cluster: snapshot store: %w", err)
 	}
+	// After the stores opened, so that what they just created is covered.
+	if err := restrictDataDir(cfg.DataDir); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.RaftAddr)
 	if err != nil {
@@ -162,15 +174,23 @@ func (n *Node) openRaft() error {
 		return err
 	}
 	n.raftAddr = adv.String()
-	n.mux = newMux(ln, adv, cfg.TLS, n.log)
-	if cfg.TLS == nil && !isLoopback(ln.Addr()) {
-		n.log.Warn("raft port listens beyond loopback WITHOUT TLS: anyone who can reach it can read and write sessions", "addr", ln.Addr())
+	portTLS, err := cfg.portTLS(time.Now())
+	if err != nil {
+		ln.Close()
+		return err
 	}
+	n.mux = newMux(ln, adv, portTLS, n.log)
+	if portTLS == nil && !isLoopback(ln.Addr()) {
+		n.log.Warn("raft port listens beyond loopback WITHOUT authentication (Insecure): anyone who can reach it can read and write sessions", "addr", ln.Addr())
+	}
+	maxRequest := maxRequestFrame(cfg.Limits)
 	n.client = newForwardClient(func(addr string, t time.Duration) (net.Conn, error) {
 		return n.mux.dial(addr, protoForward, t)
-	}, n.log)
-	n.server = newForwardServer(n.handleForward, n.log)
+	}, maxRequest, n.log)
+	n.server = newForwardServer(n.handleForward, maxRequest, n.mux.log)
 	n.mux.onForward = n.server.serve
+	n.mux.allowRaft = n.allowRaft
+	n.mux.refused = func() { n.metrics.Refused.Add(1) }
 	n.mux.wg.Add(1)
 	go n.mux.serve()
 
@@ -240,6 +260,36 @@ func checkClusterName(s raft.StableStore, name string) error {
 	}
 	if string(have) != name {
 		return fmt.Errorf("%w: data dir belongs to cluster %q, not %q", ErrConfig, have, name)
+	}
+	return nil
+}
+
+// restrictDataDir makes the data directory and everything in it
+// accessible to this user only (0700 directories, 0600 files), also when
+// it existed before with looser modes: it holds every session.
+func restrictDataDir(dir string) error {
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&os.ModeSymlink != 0 {
+			return nil
+		}
+		mode := os.FileMode(0o600)
+		if d.IsDir() {
+			mode = 0o700
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm() == mode {
+			return nil
+		}
+		return os.Chmod(p, mode)
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: restrict data dir permissions: %w", err)
 	}
 	return nil
 }

@@ -302,7 +302,7 @@ func TestAttackRogueGossipMember(t *testing.T) {
 }
 
 func TestAttackIdleConnectionsAreClosed(t *testing.T) {
-	defer setIdleTimeouts(500 * time.Millisecond)()
+	t.Cleanup(setIdleTimeouts(500 * time.Millisecond))
 	n := mustStart(t, testConfig(t, "solo", t.TempDir()))
 	for _, proto := range []byte{protoForward, protoRaft} {
 		c, err := attackerDial(n.RaftAddr(), nil, proto)
@@ -357,7 +357,7 @@ func TestAttackLargeFramesAreBounded(t *testing.T) {
 		}
 		defer c.Close()
 		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-		w := bufio.NewWriterSize(c, 1<<20)
+		w := bufio.NewWriterSize(c, 4096)
 		_ = writeFrame(w, &frame{id: 1, kind: reqApply, payload: body}, true)
 		_ = w.Flush()
 		_, _ = readFrame(bufio.NewReader(c), false)

@@ -24,6 +24,9 @@ type Status struct {
 	LastContact  time.Time `json:"last_contact"` // with the leader; zero on the leader
 	Sessions     int       `json:"sessions"`
 	Members      []Member  `json:"members"`
+	// Insecure is set when the node-to-node port and gossip are neither
+	// authenticated nor encrypted (no cluster key, no TLS).
+	Insecure bool `json:"insecure"`
 }
 
 // Member is one server of the raft configuration, or a gossip member not
@@ -43,7 +46,7 @@ func (n *Node) Status() Status {
 		ID: n.cfg.NodeID, RaftAddr: n.raftAddr, GossipAddr: n.gossipAddr(),
 		State: n.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
 		Term: n.raft.CurrentTerm(), AppliedIndex: n.fsm.AppliedIndex(), CommitIndex: n.raft.CommitIndex(),
-		LastIndex: n.raft.LastIndex(), Sessions: n.fsm.Len(),
+		LastIndex: n.raft.LastIndex(), Sessions: n.fsm.Len(), Insecure: n.mux.tls == nil,
 	}
 	if n.raft.State() != raft.Leader {
 		st.LastContact = n.raft.LastContact()
@@ -108,6 +111,10 @@ type Metrics struct {
 	Forwarded     atomic.Uint64 // commits sent to the leader
 	ReadWaits     atomic.Uint64 // reads that waited for the replica to catch up
 	ReadFallbacks atomic.Uint64 // reads that then went to the leader
+	// Refused counts node-to-node connections and requests turned away:
+	// failed TLS handshakes, senders that may not make the request, the
+	// connection limit, unknown protocols.
+	Refused atomic.Uint64
 	// CommitLatency counts commits by latency bucket (see LatencyBuckets).
 	CommitLatency [len(LatencyBuckets) + 1]atomic.Uint64
 	commitNanos   atomic.Uint64

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -145,7 +144,7 @@ func (n *Node) awaitReplicas(ctx context.Context, index uint64) {
 		go func() {
 			defer wg.Done()
 			if string(srv.ID) == n.cfg.NodeID {
-				atomicMax(&n.fence, index)
+				n.raiseFence(index)
 				return
 			}
 			r, err := n.client.call(ctx, string(srv.Address), reqWaitApplied, binaryAppendU64(nil, index), nil)
@@ -161,8 +160,13 @@ func (n *Node) awaitReplicas(ctx context.Context, index uint64) {
 }
 
 // AddSigningKey replicates a new cookie-signing key, which becomes primary.
+// With a cluster key, the secret is encrypted before it enters the log.
 func (s *Store) AddSigningKey(ctx context.Context, id string, secret []byte) (uint64, error) {
-	r, err := s.n.propose(ctx, fsm.EncodeAddSigningKey(id, secret))
+	sealed, err := s.n.keyCipher.seal(id, secret)
+	if err != nil {
+		return 0, err
+	}
+	r, err := s.n.propose(ctx, fsm.EncodeAddSigningKey(id, sealed))
 	if err != nil {
 		return 0, err
 	}
@@ -178,8 +182,10 @@ func (s *Store) RetireSigningKey(ctx context.Context, id string) (uint64, error)
 	return r.Index, r.Err
 }
 
-// SigningKeys returns the replicated signing keys, primary first.
-func (s *Store) SigningKeys() []fsm.SigningKey { return s.n.fsm.SigningKeys() }
+// SigningKeys returns the replicated signing keys, primary first, with
+// their secrets decrypted. A key sealed with a cluster key this node does
+// not have is left out (and logged).
+func (s *Store) SigningKeys() []fsm.SigningKey { return s.n.openKeys(s.n.fsm.SigningKeys()) }
 
 func binaryAppendU64(b []byte, v uint64) []byte {
 	e := encoder{b: b}
@@ -233,6 +239,8 @@ func (n *Node) proposeOnce(ctx context.Context, cmd []byte) (*fsm.Result, error)
 				if f.kind != statusNotLeader {
 					return nil, frameError(f)
 				}
+			} else if errors.Is(err, session.ErrTooLarge) {
+				return nil, err // refused before sending
 			} else if !errors.Is(err, errDial) {
 				if ctx.Err() != nil {
 					return nil, fmt.Errorf("%w: commit outcome unknown: %w", session.ErrTimeout, ctx.Err())
@@ -312,7 +320,7 @@ func (n *Node) read(ctx context.Context, opt session.LoadOptions, payload func(m
 	local func() error, remote func([]byte) error) error {
 	// A replica told that a session ID ended at some index (see
 	// awaitReplicas) serves nothing older than that index.
-	min := n.fence.Load()
+	min := n.fenceFloor()
 	switch opt.Level {
 	case session.Local:
 		return local()
@@ -352,6 +360,28 @@ func (n *Node) read(ctx context.Context, opt session.LoadOptions, payload func(m
 	return n.readOnLeader(ctx, kind, payload(min), remote)
 }
 
+// fenceTTL is how long a read fence holds. A replica normally applies the
+// fenced index within milliseconds; the bound keeps a fence from stopping
+// reads for ever should the index never come (a log lost with a crashed
+// leader).
+const fenceTTL = time.Minute
+
+// raiseFence makes this replica serve nothing older than index for the
+// next fenceTTL.
+func (n *Node) raiseFence(index uint64) {
+	atomicMax(&n.fence, index)
+	n.fenceUntil.Store(time.Now().Add(fenceTTL).UnixNano())
+}
+
+// fenceFloor is the lowest index reads may be served at because of a
+// fence, 0 once the fence expired.
+func (n *Node) fenceFloor() uint64 {
+	if time.Now().UnixNano() > n.fenceUntil.Load() {
+		return 0
+	}
+	return n.fence.Load()
+}
+
 // maxFenceAhead bounds how far beyond its own log a replica accepts a
 // fence: a committed index is at most a replication batch or two ahead of
 // a live follower, and a forged one must not stop every read.
@@ -378,7 +408,7 @@ func (n *Node) readOnLeader(ctx context.Context, kind byte, payload []byte, remo
 			// This node leads yet has not applied the index: it is a
 			// future index from another cluster's life or we are behind
 			// our own log; answer from the leader-side logic.
-			status, resp := n.handleForward(ctx, kind, payload)
+			status, resp := n.handleForward(ctx, n.self(), kind, payload)
 			if status != statusNotLeader {
 				return n.remoteResult(&frame{kind: status, payload: resp}, remote)
 			}
@@ -442,118 +472,4 @@ func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 			return 0, fmt.Errorf("%w: %w", session.ErrTimeout, ctx.Err())
 		}
 	}
-}
-
-// handleForward answers a node-to-node request.
-func (n *Node) handleForward(ctx context.Context, kind byte, p []byte) (byte, []byte) {
-	if !n.serving.Load() {
-		// Start has not finished (raft may still be restoring a snapshot).
-		return statusNotLeader, nil
-	}
-	isLeader := n.raft.State() == raft.Leader
-	notLeader := func() (byte, []byte) {
-		addr, _ := n.raft.LeaderWithID()
-		return statusNotLeader, []byte(addr)
-	}
-	switch kind {
-	case reqStats:
-		b, _ := json.Marshal(n.localStats())
-		return statusOK, b
-	case reqApply:
-		if !isLeader {
-			return notLeader()
-		}
-		// Only well-formed commands reach the log, whoever sent them.
-		if _, err := fsm.Decode(p); err != nil {
-			return statusError, []byte(err.Error())
-		}
-		r, err := n.applyLocal(ctx, p)
-		switch {
-		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, session.ErrClosed):
-			// Never appended: the sender may retry elsewhere.
-			return notLeader()
-		case errors.Is(err, session.ErrTimeout):
-			return statusTimeout, nil
-		case err != nil:
-			return statusUnknown, nil
-		}
-		b, err := r.MarshalBinary()
-		if err != nil {
-			return statusError, []byte(err.Error())
-		}
-		return statusOK, b
-	case reqReadIndex:
-		if !isLeader {
-			return notLeader()
-		}
-		idx, err := n.reads.get(ctx)
-		if errors.Is(err, raft.ErrNotLeader) {
-			return notLeader()
-		} else if err != nil {
-			return statusTimeout, nil
-		}
-		return statusOK, binaryAppendU64(nil, idx)
-	case reqGet, reqListOwner:
-		if !isLeader {
-			return notLeader()
-		}
-		d := decoder{b: p}
-		var key session.Key
-		if kind == reqGet {
-			if len(p) < len(key) {
-				return statusError, []byte("short request")
-			}
-			copy(key[:], p)
-			d.b = p[len(key):]
-		}
-		min := d.u64()
-		if d.err != nil {
-			return statusError, []byte("short request")
-		}
-		if min > n.raft.LastIndex() {
-			// The client's token names a write this cluster never made
-			// (its state was lost or it came from another cluster): its
-			// session cannot be here.
-			return statusNotFound, nil
-		}
-		if err := n.fsm.WaitApplied(ctx, min); err != nil {
-			return statusTimeout, nil
-		}
-		var e encoder
-		if kind == reqGet {
-			r, ok := n.fsm.Get(key, time.Now())
-			if !ok {
-				return statusNotFound, nil
-			}
-			encodeRecord(&e, r)
-		} else {
-			encodeInfos(&e, n.fsm.ListOwner(string(d.b), time.Now()))
-		}
-		return statusOK, e.b
-	case reqWaitApplied:
-		d := decoder{b: p}
-		idx := d.u64()
-		if d.err != nil {
-			return statusError, []byte("short request")
-		}
-		if idx > n.raft.LastIndex()+maxFenceAhead {
-			return statusError, []byte("index far beyond this log")
-		}
-		atomicMax(&n.fence, idx)
-		wctx, cancel := context.WithTimeout(ctx, 2*n.cfg.MaxStale)
-		defer cancel()
-		if err := n.fsm.WaitApplied(wctx, idx); err != nil {
-			return statusTimeout, nil
-		}
-		return statusOK, nil
-	case reqRemoveServer:
-		if !isLeader {
-			return notLeader()
-		}
-		if err := n.raft.RemoveServer(raft.ServerID(p), 0, n.cfg.CommitTimeout).Error(); err != nil {
-			return statusError, []byte(err.Error())
-		}
-		return statusOK, nil
-	}
-	return statusError, []byte("unknown request")
 }

@@ -1,5 +1,0 @@
-package cluster
-
-import "time"
-
-func setIdleTimeouts(time.Duration) func() { return func() {} }
