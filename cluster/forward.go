@@ -57,7 +57,6 @@ func maxRequestFrame(l session.Limits) int {
 	return min(max(1<<20, 4*(l.MaxBytes+l.MaxKeys*l.MaxKeyBytes)), maxFrame)
 }
 
-
 // maxConnsPerPeer is how many connections a follower keeps to the leader.
 // One would do for multiplexing; two keep one slow large request from
 // delaying every small one behind it in the TCP stream.
