@@ -114,3 +114,41 @@ func (n *Node) openKeys(keys []fsm.SigningKey) []fsm.SigningKey {
 	}
 	return out
 }
+
+// sealedWithFirst reports whether stored is sealed with the first
+// (encrypting) cluster key.
+func (c *keyringCipher) sealedWithFirst(stored []byte) bool {
+	return len(stored) >= sealedOverhead && bytes.Equal(stored[:4], sealedMagic) &&
+		bytes.Equal(stored[4:8], c.aeads[0].fp[:])
+}
+
+// resealKeyring, run by the leader, re-encrypts every signing key that is
+// not sealed with this node's ClusterKey: keys added before the cluster
+// had a key, or under the previous key of a rolling key change. Once every
+// node uses the new key, the old one can be dropped without losing a
+// signing key. A reseal keeps each key's place and age.
+func (n *Node) resealKeyring() {
+	if n.keyCipher == nil {
+		return
+	}
+	for _, k := range n.fsm.SigningKeys() {
+		if n.keyCipher.sealedWithFirst(k.Secret) {
+			continue
+		}
+		secret, err := n.keyCipher.open(k.ID, k.Secret)
+		if err != nil {
+			n.mux.log.Warn("keyring-open", "cannot reseal a replicated signing key", "key_id", k.ID, "err", err)
+			continue
+		}
+		sealed, err := n.keyCipher.seal(k.ID, secret)
+		if err != nil {
+			n.log.Warn("reseal signing key", "key_id", k.ID, "err", err)
+			return
+		}
+		if _, err := n.raftApply(fsm.EncodeResealSigningKey(k.ID, sealed), n.cfg.CommitTimeout); err != nil {
+			n.log.Debug("reseal signing key not committed", "key_id", k.ID, "err", err)
+			return
+		}
+		n.log.Info("resealed signing key under the current cluster key", "key_id", k.ID)
+	}
+}

@@ -441,6 +441,7 @@ func (n *Node) leadDuties(ctx context.Context) {
 	reconcile := time.NewTicker(n.cfg.ReconcileInterval)
 	defer reconcile.Stop()
 	n.reconcile()
+	n.resealKeyring()
 	for {
 		select {
 		case <-ctx.Done():
@@ -449,6 +450,7 @@ func (n *Node) leadDuties(ctx context.Context) {
 			n.proposeExpire()
 		case <-reconcile.C:
 			n.reconcile()
+			n.resealKeyring()
 		case <-n.poke:
 			n.reconcile()
 		}

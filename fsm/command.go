@@ -45,13 +45,17 @@ const (
 	// wants every replica's AppliedIndex to reach its commit index proposes
 	// one of these.
 	KindNoop
+	// KindResealSigningKey replaces the stored secret of a signing key,
+	// keeping its place and age in the keyring: the cluster re-encrypts
+	// the keyring under a new cluster key with it.
+	KindResealSigningKey
 	kindEnd
 )
 
 var kindNames = [...]string{
 	KindCreate: "create", KindUpdate: "update", KindTouch: "touch", KindDestroy: "destroy",
 	KindDestroyOwner: "destroy-owner", KindExpire: "expire", KindAddSigningKey: "add-signing-key",
-	KindRetireSigningKey: "retire-signing-key", KindNoop: "noop",
+	KindRetireSigningKey: "retire-signing-key", KindNoop: "noop", KindResealSigningKey: "reseal-signing-key",
 }
 
 func (k Kind) String() string {
@@ -150,6 +154,13 @@ func EncodeAddSigningKey(id string, secret []byte) []byte {
 	return (&Command{Kind: KindAddSigningKey, KeyID: id, Secret: secret}).appendTo(nil)
 }
 
+// EncodeResealSigningKey encodes replacing the stored secret of signing
+// key id (the same secret, encrypted anew). Applying it fails with
+// session.ErrNotFound when no key has the id.
+func EncodeResealSigningKey(id string, secret []byte) []byte {
+	return (&Command{Kind: KindResealSigningKey, KeyID: id, Secret: secret}).appendTo(nil)
+}
+
 // EncodeRetireSigningKey encodes removing a signing key. Applying it fails
 // with ErrNotFound for an unknown id and ErrInvalid for the primary key,
 // which must be replaced (by adding a new one) before it can be retired.
@@ -240,7 +251,7 @@ func (c *Command) appendTo(b []byte) []byte {
 	case KindExpire:
 		b = binary.AppendVarint(b, c.Time.Unix())
 		b = binary.AppendUvarint(b, uint64(c.Time.Nanosecond()))
-	case KindAddSigningKey:
+	case KindAddSigningKey, KindResealSigningKey:
 		b = appendString(b, c.KeyID)
 		b = appendBytes(b, c.Secret)
 	case KindRetireSigningKey:
@@ -340,7 +351,7 @@ func Decode(b []byte) (Command, error) {
 			d.fail(errors.New("bad nanoseconds"))
 		}
 		c.Time = time.Unix(sec, int64(nsec)).UTC()
-	case KindAddSigningKey:
+	case KindAddSigningKey, KindResealSigningKey:
 		c.KeyID = d.string()
 		c.Secret = d.bytes()
 	case KindRetireSigningKey:

@@ -83,6 +83,7 @@ func TestEncodeOtherCommands(t *testing.T) {
 		{EncodeAddSigningKey("k", []byte{0, 1}), Command{Kind: KindAddSigningKey, KeyID: "k", Secret: []byte{0, 1}}},
 		{EncodeRetireSigningKey("k"), Command{Kind: KindRetireSigningKey, KeyID: "k"}},
 		{EncodeNoop(), Command{Kind: KindNoop}},
+		{EncodeResealSigningKey("k", []byte("sealed")), Command{Kind: KindResealSigningKey, KeyID: "k", Secret: []byte("sealed")}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.want.Kind.String(), func(t *testing.T) {

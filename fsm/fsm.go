@@ -143,6 +143,8 @@ func (f *FSM) apply(st *state, l *raft.Log) *Result {
 		res.Err = st.addSigningKey(cmd.KeyID, cmd.Secret, now)
 	case KindRetireSigningKey:
 		res.Err = st.retireSigningKey(cmd.KeyID)
+	case KindResealSigningKey:
+		res.Err = st.resealSigningKey(cmd.KeyID, cmd.Secret)
 	case KindNoop:
 	}
 	return res
@@ -207,6 +209,21 @@ func (st *state) addSigningKey(id string, secret []byte, now time.Time) error {
 	keys := make([]SigningKey, 0, len(old)+1)
 	keys = append(keys, SigningKey{ID: id, Secret: secret, Added: now})
 	keys = append(keys, old...)
+	st.keys.Store(&keys)
+	return nil
+}
+
+func (st *state) resealSigningKey(id string, secret []byte) error {
+	if len(secret) == 0 {
+		return fmt.Errorf("fsm: signing key needs a secret: %w", session.ErrInvalid)
+	}
+	old := *st.keys.Load()
+	i := slices.IndexFunc(old, func(k SigningKey) bool { return k.ID == id })
+	if i < 0 {
+		return fmt.Errorf("fsm: signing key %q: %w", id, session.ErrNotFound)
+	}
+	keys := slices.Clone(old)
+	keys[i].Secret = secret
 	st.keys.Store(&keys)
 	return nil
 }

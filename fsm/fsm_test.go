@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"testing"
@@ -421,5 +422,29 @@ func checkIndexes(tb fataler, f *FSM) {
 	}
 	if owned != want {
 		tb.Fatalf("owner index lists %d sessions, %d have an owner", owned, want)
+	}
+}
+
+func TestResealSigningKeyKeepsPlaceAndAge(t *testing.T) {
+	n := newNode(t)
+	a, b := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	for _, cmd := range [][]byte{EncodeAddSigningKey("k1", a), EncodeAddSigningKey("k2", a)} {
+		if r := n.apply(cmd); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	before := n.f.SigningKeys()
+	if r := n.apply(EncodeResealSigningKey("k1", b)); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := n.apply(EncodeResealSigningKey("k9", b)); !errors.Is(r.Err, session.ErrNotFound) {
+		t.Fatalf("reseal of a missing key: got %v, want ErrNotFound", r.Err)
+	}
+	after := n.f.SigningKeys()
+	if len(after) != 2 || after[1].ID != "k1" || !after[1].Added.Equal(before[1].Added) {
+		t.Fatalf("keyring after reseal = %+v, want k1 in second place with its age", after)
+	}
+	if !bytes.Equal(after[1].Secret, b) || !bytes.Equal(before[1].Secret, a) || !bytes.Equal(after[0].Secret, a) {
+		t.Fatal("reseal changed the wrong secret, or the keyring read before it")
 	}
 }

@@ -101,6 +101,17 @@ func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
 		default:
 			m.keys = append([]SigningKey{{ID: c.KeyID, Secret: c.Secret, Added: now}}, m.keys...)
 		}
+	case KindResealSigningKey:
+		i := slices.IndexFunc(m.keys, func(k SigningKey) bool { return k.ID == c.KeyID })
+		switch {
+		case len(c.Secret) == 0:
+			res.Err = session.ErrInvalid
+		case i < 0:
+			res.Err = session.ErrNotFound
+		default:
+			m.keys = slices.Clone(m.keys)
+			m.keys[i].Secret = c.Secret
+		}
 	case KindRetireSigningKey:
 		i := slices.IndexFunc(m.keys, func(k SigningKey) bool { return k.ID == c.KeyID })
 		switch {
@@ -213,11 +224,14 @@ func genStep(t *rapid.T) step {
 		s.expire = true
 		s.expireAt = time.Duration(rapid.IntRange(-10, 10).Draw(t, "expireAt")) * time.Minute
 	case 10:
-		switch rapid.IntRange(0, 2).Draw(t, "keyring") {
+		switch rapid.IntRange(0, 3).Draw(t, "keyring") {
 		case 0:
 			s.data = EncodeAddSigningKey(rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "kid"), []byte("secret"))
 		case 1:
 			s.data = EncodeRetireSigningKey(rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "kid"))
+		case 2:
+			s.data = EncodeResealSigningKey(rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "kid"),
+				[]byte(rapid.SampledFrom([]string{"sealed-a", "sealed-b"}).Draw(t, "sealed")))
 		default:
 			s.data = rapid.SliceOfN(rapid.Byte(), 0, 8).Draw(t, "garbage")
 		}
