@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -38,7 +39,30 @@ func hcLevel(level hclog.Level) slog.Level {
 }
 
 func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
-	a.l.Log(context.Background(), hcLevel(level), msg, args...)
+	a.l.Log(context.Background(), hcLevel(level), msg, hcArgs(args)...)
+}
+
+// hcArgs renders hclog's deferred-format values (hclog.Fmt, which raft
+// uses for configurations, and the number formats) as hclog itself would,
+// instead of printing their raw format verbs.
+func hcArgs(args []any) []any {
+	for i, v := range args {
+		switch f := v.(type) {
+		case hclog.Format:
+			if len(f) > 0 {
+				if format, ok := f[0].(string); ok {
+					args[i] = fmt.Sprintf(format, f[1:]...)
+				}
+			}
+		case hclog.Hex:
+			args[i] = fmt.Sprintf("0x%x", int(f))
+		case hclog.Octal:
+			args[i] = fmt.Sprintf("0%o", int(f))
+		case hclog.Binary:
+			args[i] = fmt.Sprintf("0b%b", int(f))
+		}
+	}
+	return args
 }
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
 func (a *hclogAdapter) Debug(msg string, args ...any) { a.Log(hclog.Debug, msg, args...) }
