@@ -154,3 +154,9 @@ func decodeInfos(d *decoder) ([]session.Info, error) {
 	}
 	return infos, nil
 }
+
+func binaryAppendU64(b []byte, v uint64) []byte {
+	e := encoder{b: b}
+	e.u64(v)
+	return e.b
+}
