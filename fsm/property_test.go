@@ -19,9 +19,59 @@ import (
 type model struct {
 	recs map[session.Key]*session.Record
 	keys []SigningKey
+	// maxSessions and maxBytes are the quotas; 0 means none.
+	maxSessions, maxBytes int
 }
 
-func newModel() *model { return &model{recs: map[session.Key]*session.Record{}} }
+func newModel(cfg Config) *model {
+	return &model{recs: map[session.Key]*session.Record{}, maxSessions: cfg.MaxSessions, maxBytes: int(cfg.MaxBytes)}
+}
+
+// totals counts the records held and their bytes, expired ones included.
+func (m *model) totals() (n, size int) {
+	for _, r := range m.recs {
+		size += r.Size()
+	}
+	return len(m.recs), size
+}
+
+// admit is the quota rule: a change may not raise the record count above
+// maxSessions nor the byte total above maxBytes. after returns the totals
+// the change would leave. When the change does not fit, the records
+// expired at now are dropped (as an Expire at now) and it is weighed again.
+func (m *model) admit(now time.Time, after func() (n, size int)) error {
+	fits := func() bool {
+		n0, b0 := m.totals()
+		n1, b1 := after()
+		return !(m.maxSessions > 0 && n1 > n0 && n1 > m.maxSessions) && !(m.maxBytes > 0 && b1 > b0 && b1 > m.maxBytes)
+	}
+	if fits() {
+		return nil
+	}
+	for k, r := range m.recs {
+		if !r.Deadline().After(now) {
+			delete(m.recs, k)
+		}
+	}
+	if fits() {
+		return nil
+	}
+	return session.ErrQuota
+}
+
+// without returns the totals minus the records under keys (counted once).
+func (m *model) without(keys ...session.Key) (n, size int) {
+	n, size = m.totals()
+	seen := map[session.Key]bool{}
+	for _, k := range keys {
+		if r := m.recs[k]; r != nil && !seen[k] {
+			seen[k] = true
+			n--
+			size -= r.Size()
+		}
+	}
+	return n, size
+}
 
 func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
 	res := &Result{Index: index}
@@ -48,6 +98,13 @@ func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
 			res.Err = err
 			return res
 		}
+		if err := m.admit(now, func() (int, int) {
+			n, size := m.without(c.Key)
+			return n + 1, size + r.Size()
+		}); err != nil {
+			res.Err = err
+			return res
+		}
 		m.recs[c.Key], res.Values = r, vals
 	case KindUpdate, KindTouch:
 		prev := live(c.Key)
@@ -61,6 +118,17 @@ func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
 		}
 		r, vals, err := c.Delta.Apply(prev, now, index, Config{}.Limits)
 		if err != nil {
+			res.Err = err
+			return res
+		}
+		dst := c.Key
+		if c.Rename {
+			dst = c.RenameTo
+		}
+		if err := m.admit(now, func() (int, int) {
+			n, size := m.without(c.Key, dst)
+			return n + 1, size + r.Size()
+		}); err != nil {
 			res.Err = err
 			return res
 		}
@@ -94,7 +162,7 @@ func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
 		}
 	case KindAddSigningKey:
 		switch {
-		case c.KeyID == "" || len(c.Secret) == 0:
+		case c.KeyID == "" || len(c.Secret) < MinSigningKeyLen:
 			res.Err = session.ErrInvalid
 		case slices.ContainsFunc(m.keys, func(k SigningKey) bool { return k.ID == c.KeyID }):
 			res.Err = session.ErrExists
@@ -215,7 +283,8 @@ func genStep(t *rapid.T) step {
 	case 10:
 		switch rapid.IntRange(0, 2).Draw(t, "keyring") {
 		case 0:
-			s.data = EncodeAddSigningKey(rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "kid"), []byte("secret"))
+			secret := []byte(rapid.SampledFrom([]string{"secret", "a-secret-of-exactly-32-bytes-ok!", "a secret that is longer than 32 bytes"}).Draw(t, "secret"))
+			s.data = EncodeAddSigningKey(rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "kid"), secret)
 		case 1:
 			s.data = EncodeRetireSigningKey(rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "kid"))
 		default:
@@ -244,6 +313,17 @@ func materialize(steps []step) []*raft.Log {
 	return logs
 }
 
+// genConfig draws quotas small enough for the generated logs to hit them
+// often (six IDs, values of a few bytes), or none.
+func genConfig(t *rapid.T) Config {
+	var c Config
+	if rapid.Bool().Draw(t, "quota") {
+		c.MaxSessions = rapid.IntRange(0, 5).Draw(t, "maxSessions")
+		c.MaxBytes = int64(rapid.IntRange(0, 24).Draw(t, "maxBytes"))
+	}
+	return c
+}
+
 func genLog(t *rapid.T) []*raft.Log {
 	return materialize(rapid.SliceOfN(rapid.Custom(genStep), 1, 80).Draw(t, "steps"))
 }
@@ -260,7 +340,8 @@ func sameOutcome(got, want *Result) error {
 
 func TestPropertyAgreesWithModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		f, m := New(Config{}), newModel()
+		cfg := genConfig(t)
+		f, m := New(cfg), newModel(cfg)
 		for _, l := range genLog(t) {
 			got := f.Apply(l).(*Result)
 			want := m.apply(l.Data, l.Index, l.AppendedAt)
@@ -303,8 +384,8 @@ func compareReads(t *rapid.T, f *FSM, m *model, now time.Time) {
 			}
 		}
 	}
-	if f.Len() != len(m.recs) {
-		t.Fatalf("Len = %d, model %d", f.Len(), len(m.recs))
+	if n, size := m.totals(); f.Len() != n || f.Bytes() != int64(size) {
+		t.Fatalf("Len, Bytes = %d, %d; model %d, %d", f.Len(), f.Bytes(), n, size)
 	}
 	var gotKeys []string
 	for _, k := range f.SigningKeys() {
@@ -321,8 +402,8 @@ func compareReads(t *rapid.T, f *FSM, m *model, now time.Time) {
 
 func TestPropertyBatchingIsDeterministic(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		logs := genLog(t)
-		a, b := New(Config{}), New(Config{})
+		logs, cfg := genLog(t), genConfig(t)
+		a, b := New(cfg), New(cfg)
 		for _, l := range logs {
 			a.Apply(l)
 		}
@@ -342,12 +423,12 @@ func TestPropertyBatchingIsDeterministic(t *testing.T) {
 
 func TestPropertySnapshotRestoreContinue(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		logs := genLog(t)
+		logs, cfg := genLog(t), genConfig(t)
 		cut := rapid.IntRange(0, len(logs)).Draw(t, "cut")
 		// Persist runs after further applies to check that the snapshot
 		// is isolated from them.
 		lag := rapid.IntRange(0, len(logs)-cut).Draw(t, "lag")
-		straight, f := New(Config{}), New(Config{})
+		straight, f := New(cfg), New(cfg)
 		for _, l := range logs {
 			straight.Apply(l)
 		}
@@ -366,7 +447,7 @@ func TestPropertySnapshotRestoreContinue(t *testing.T) {
 			t.Fatal(err)
 		}
 		snap.Release()
-		g := New(Config{})
+		g := New(cfg)
 		if err := g.Restore(sink.reader()); err != nil {
 			t.Fatalf("restore: %v", err)
 		}

@@ -25,8 +25,9 @@ import (
 //	        absoluteDeadline version nvalues (name value)*nvalues
 //	"END" | CRC-32C (Castagnoli) of every byte before "END", little-endian
 //
-// Records appear in no particular order. The expiry and owner indexes are
-// not stored; Restore rebuilds them.
+// Records appear in no particular order. The expiry and owner indexes and
+// the byte total that MaxBytes is checked against are not stored; Restore
+// rebuilds them.
 const (
 	snapMagic   = "RSFSM\x00"
 	snapVersion = 1
@@ -199,6 +200,7 @@ func readSnapshot(src io.Reader) (*state, uint64, error) {
 	// small bounds: a forged count must fail at the first missing record,
 	// not at allocation.
 	items := make([]expItem, 0, min(count, 1<<16))
+	var size int64
 	for i := uint64(0); i < count && r.err == nil; i++ {
 		var k session.Key
 		copy(k[:], r.fixed(len(k)))
@@ -232,6 +234,7 @@ func readSnapshot(src io.Reader) (*state, uint64, error) {
 		}
 		at := nanos(rec.Deadline())
 		s.m[k] = entry{rec, at}
+		size += int64(rec.Size())
 		items = append(items, expItem{at, k})
 		st.addOwnerLocked(rec.Owner, &k)
 	}
@@ -253,6 +256,7 @@ func readSnapshot(src io.Reader) (*state, uint64, error) {
 		return nil, 0, corrupt("data after trailer")
 	}
 	st.count.Store(int64(len(items)))
+	st.bytes.Store(size)
 	for _, it := range items {
 		st.expiry.ReplaceOrInsert(it)
 	}
