@@ -81,66 +81,13 @@ func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
 		return res
 	}
 	now = now.Round(0).UTC()
-	live := func(k session.Key) *session.Record {
-		if r := m.recs[k]; r != nil && r.Live(now) {
-			return r
-		}
-		return nil
-	}
 	switch c.Kind {
 	case KindCreate:
-		if live(c.Key) != nil {
-			res.Err = session.ErrExists
-			return res
-		}
-		r, vals, err := c.Delta.Apply(nil, now, index, Config{}.Limits)
-		if err != nil {
-			res.Err = err
-			return res
-		}
-		if err := m.admit(now, func() (int, int) {
-			n, size := m.without(c.Key)
-			return n + 1, size + r.Size()
-		}); err != nil {
-			res.Err = err
-			return res
-		}
-		m.recs[c.Key], res.Values = r, vals
+		m.create(&c, index, now, res)
 	case KindUpdate, KindTouch:
-		prev := live(c.Key)
-		if prev == nil {
-			res.Err = session.ErrNotFound
-			return res
-		}
-		if c.Rename && live(c.RenameTo) != nil {
-			res.Err = session.ErrExists
-			return res
-		}
-		r, vals, err := c.Delta.Apply(prev, now, index, Config{}.Limits)
-		if err != nil {
-			res.Err = err
-			return res
-		}
-		dst := c.Key
-		if c.Rename {
-			dst = c.RenameTo
-		}
-		if err := m.admit(now, func() (int, int) {
-			n, size := m.without(c.Key, dst)
-			return n + 1, size + r.Size()
-		}); err != nil {
-			res.Err = err
-			return res
-		}
-		res.Values = vals
-		if c.Rename {
-			delete(m.recs, c.Key)
-			m.recs[c.RenameTo] = r
-		} else {
-			m.recs[c.Key] = r
-		}
+		m.update(&c, index, now, res)
 	case KindDestroy:
-		if live(c.Key) != nil {
+		if m.live(c.Key, now) != nil {
 			res.Destroyed = 1
 		}
 		delete(m.recs, c.Key)
@@ -181,6 +128,64 @@ func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
 		}
 	}
 	return res
+}
+
+func (m *model) live(k session.Key, now time.Time) *session.Record {
+	if r := m.recs[k]; r != nil && r.Live(now) {
+		return r
+	}
+	return nil
+}
+
+func (m *model) create(c *Command, index uint64, now time.Time, res *Result) {
+	if m.live(c.Key, now) != nil {
+		res.Err = session.ErrExists
+		return
+	}
+	r, vals, err := c.Delta.Apply(nil, now, index, Config{}.Limits)
+	if err != nil {
+		res.Err = err
+		return
+	}
+	if err := m.admit(now, func() (int, int) {
+		n, size := m.without(c.Key)
+		return n + 1, size + r.Size()
+	}); err != nil {
+		res.Err = err
+		return
+	}
+	m.recs[c.Key], res.Values = r, vals
+}
+
+func (m *model) update(c *Command, index uint64, now time.Time, res *Result) {
+	prev := m.live(c.Key, now)
+	if prev == nil {
+		res.Err = session.ErrNotFound
+		return
+	}
+	if c.Rename && m.live(c.RenameTo, now) != nil {
+		res.Err = session.ErrExists
+		return
+	}
+	r, vals, err := c.Delta.Apply(prev, now, index, Config{}.Limits)
+	if err != nil {
+		res.Err = err
+		return
+	}
+	dst := c.Key
+	if c.Rename {
+		dst = c.RenameTo
+	}
+	if err := m.admit(now, func() (int, int) {
+		n, size := m.without(c.Key, dst)
+		return n + 1, size + r.Size()
+	}); err != nil {
+		res.Err = err
+		return
+	}
+	res.Values = vals
+	delete(m.recs, c.Key)
+	m.recs[dst] = r
 }
 
 func (m *model) listOwner(owner string, now time.Time) []session.Info {
