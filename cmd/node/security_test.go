@@ -268,3 +268,49 @@ func TestQuotaFullStore(t *testing.T) {
 	expect(t, "bob logs out", bob.do("POST", p.http+"/api/logout"), 204)
 	expect(t, "carol logs in once there is room", carol.do("POST", p.http+"/api/login?user=carol"), 200)
 }
+
+// TestCookieFlags: behind a TLS-terminating proxy the node sees plain
+// HTTP; -cookie-secure and -trust-proxy still mark the cookie Secure, and
+// a __Host- name comes out with the attributes browsers require of it.
+func TestCookieFlags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts raft nodes")
+	}
+	login := func(m *Main, hdr map[string]string) *http.Cookie {
+		t.Helper()
+		r := newClient(t).send("POST", "http://"+m.HTTPAddr()+"/api/login?user=alice", "", hdr)
+		expect(t, "login", r, 200)
+		cookies := (&http.Response{Header: r.header}).Cookies()
+		if len(cookies) != 1 {
+			t.Fatalf("got cookies %v, want one", r.header["Set-Cookie"])
+		}
+		return cookies[0]
+	}
+	host := mustRun(t, "", "-cookie-secure", "-cookie-name", "__Host-sid")
+	if c := login(host, nil); c.Name != "__Host-sid" || !c.Secure || c.Path != "/" || c.Domain != "" {
+		t.Errorf("-cookie-secure -cookie-name __Host-sid: got %s", c)
+	}
+	proxied := mustRun(t, "", "-trust-proxy")
+	if c := login(proxied, nil); c.Name != "sid" || c.Secure {
+		t.Errorf("-trust-proxy, plain request: got %s, want sid without Secure", c)
+	}
+	if c := login(proxied, map[string]string{"X-Forwarded-Proto": "https"}); !c.Secure {
+		t.Errorf("-trust-proxy, X-Forwarded-Proto https: got %s, want Secure", c)
+	}
+}
+
+// TestRequestSizeLimits: bodies over -http-max-body-bytes get 413 on
+// both listeners, and header blocks over -http-max-header-bytes (plus the
+// 4 KiB net/http allows on top) 431.
+func TestRequestSizeLimits(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a raft node")
+	}
+	m := mustRun(t, "", "-http-max-body-bytes", "4096", "-http-max-header-bytes", "4096")
+	c := newClient(t)
+	big := strings.Repeat("x", 5000)
+	expect(t, "demo body", c.send("PUT", "http://"+m.HTTPAddr()+"/api/session/values/k", big, nil), 413)
+	expect(t, "admin body", c.send("POST", "http://"+m.AdminAddr()+"/cluster/rotate-key", big, nil), 413)
+	expect(t, "small body", c.send("PUT", "http://"+m.HTTPAddr()+"/api/session/values/k", "small", nil), 204)
+	expect(t, "headers", c.send("GET", "http://"+m.HTTPAddr()+"/api/session", "", map[string]string{"X-Big": strings.Repeat("h", 16<<10)}), 431)
+}
