@@ -314,3 +314,39 @@ func TestRequestSizeLimits(t *testing.T) {
 	expect(t, "small body", c.send("PUT", "http://"+m.HTTPAddr()+"/api/session/values/k", "small", nil), 204)
 	expect(t, "headers", c.send("GET", "http://"+m.HTTPAddr()+"/api/session", "", map[string]string{"X-Big": strings.Repeat("h", 16<<10)}), 431)
 }
+
+// TestQuotaThroughFollower: the quota is cluster-wide and decided by the
+// state machine; a create forwarded by a follower comes back as
+// session.ErrQuota across the wire, hence the same 503 and Retry-After.
+func TestQuotaThroughFollower(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs node processes")
+	}
+	env := []string{"RAFTSESSION_MAX_SESSIONS=1"}
+	n1 := startProcEnv(t, env, "-id", "f1", "-data", t.TempDir(), "-bootstrap-expect", "3")
+	n2 := startProcEnv(t, env, "-id", "f2", "-data", t.TempDir(), "-bootstrap-expect", "3", "-join", n1.gossip)
+	n3 := startProcEnv(t, env, "-id", "f3", "-data", t.TempDir(), "-bootstrap-expect", "3", "-join", n1.gossip)
+	c := newClient(t)
+	var follower *proc
+	for _, n := range []*proc{n1, n2, n3} {
+		waitReady(t, c, n.admin)
+		var st statusJSON
+		if err := json.Unmarshal([]byte(c.do("GET", n.admin+"/cluster/status", "").body), &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.State == "Follower" {
+			follower = n
+		}
+	}
+	if follower == nil {
+		t.Fatal("no follower")
+	}
+	alice, bob := newBrowser(t), newBrowser(t)
+	expect(t, "alice logs in", alice.do("POST", n1.http+"/api/login?user=alice"), 200)
+	r := bob.do("POST", follower.http+"/api/login?user=bob")
+	expect(t, "bob logs in on a follower of a full cluster", r, 503)
+	if got := r.header.Get("Retry-After"); got != quotaRetryAfter {
+		t.Errorf("Retry-After: got %q, want %q (the quota error lost its kind on the way)", got, quotaRetryAfter)
+	}
+	expect(t, "alice counts on the follower", alice.do("POST", follower.http+"/api/views"), 200)
+}
