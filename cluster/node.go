@@ -220,7 +220,7 @@ func (n *Node) openRaft() error {
 	rc.Logger = newHCLog(n.log, "raft")
 	rc.NoLegacyTelemetry = true
 
-	n.fsm = fsm.New(fsm.Config{Limits: cfg.Limits})
+	n.fsm = fsm.New(fsm.Config{Limits: cfg.Limits, MaxSessions: cfg.MaxSessions, MaxBytes: cfg.MaxBytes})
 	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.bolt, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)

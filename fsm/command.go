@@ -149,7 +149,8 @@ func EncodeExpire(now time.Time) []byte {
 
 // EncodeAddSigningKey encodes adding a cookie-signing key that becomes the
 // primary (first) key of the replicated keyring. Applying it fails with
-// ErrInvalid for an empty id or secret and ErrExists for a known id.
+// ErrInvalid for an empty id or a secret shorter than [MinSigningKeyLen]
+// bytes, and ErrExists for a known id.
 func EncodeAddSigningKey(id string, secret []byte) []byte {
 	return (&Command{Kind: KindAddSigningKey, KeyID: id, Secret: secret}).appendTo(nil)
 }

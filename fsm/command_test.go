@@ -186,6 +186,7 @@ func TestResultRoundTrip(t *testing.T) {
 		{Index: 7, Err: fmt.Errorf("wrapped: %w", session.ErrTooLarge)},
 		{Index: 7, Err: session.ErrCASFailed},
 		{Index: 7, Err: session.ErrNotInteger},
+		{Index: 7, Err: fmt.Errorf("fsm: create x: %w: 3 sessions, limit 2", session.ErrQuota)},
 		{Index: 7, Err: fmt.Errorf("fsm: malformed: %w", session.ErrInvalid)},
 		{Index: 7, Err: errors.New("something else")},
 	}

@@ -18,6 +18,20 @@ type Config struct {
 	// defaults of session.DefaultLimits. Every replica must use the same
 	// limits, or replicas may disagree about which changes are too large.
 	Limits session.Limits
+
+	// MaxSessions caps how many sessions the state holds, and MaxBytes
+	// the sum of their keys and values (session.Record.Size). A command
+	// that would raise the count above MaxSessions, or the byte total
+	// above MaxBytes, is rejected with session.ErrQuota; commands that
+	// keep or lower them (reads, touches, renames, updates that do not
+	// grow, destroys) always pass, so existing sessions keep working
+	// when the store is full. Records that have expired but that no
+	// Expire command has removed yet do not count: before refusing, the
+	// quota check removes them as an Expire at the entry's time would.
+	// Every replica must use the same values, or replicas may disagree
+	// about which commands were rejected. Zero (the default) means no cap.
+	MaxSessions int
+	MaxBytes    int64
 }
 
 // FSM is the replicated session state. It implements raft.FSM and
@@ -30,8 +44,10 @@ type Config struct {
 // safe from any goroutine at any time and never wait for more than one
 // map write.
 type FSM struct {
-	limits session.Limits
-	st     atomic.Pointer[state]
+	limits      session.Limits
+	maxSessions int64
+	maxBytes    int64
+	st          atomic.Pointer[state]
 
 	// Every Get loads st, and every Apply stores applied; keeping them on
 	// different cache lines stops each Apply from evicting st from every
@@ -52,7 +68,7 @@ var (
 
 // New returns an empty FSM.
 func New(cfg Config) *FSM {
-	f := &FSM{limits: cfg.Limits.WithDefaults()}
+	f := &FSM{limits: cfg.Limits.WithDefaults(), maxSessions: int64(max(cfg.MaxSessions, 0)), maxBytes: max(cfg.MaxBytes, 0)}
 	f.st.Store(newState())
 	return f
 }
@@ -134,11 +150,7 @@ func (f *FSM) apply(st *state, l *raft.Log) *Result {
 			}
 		}
 	case KindExpire:
-		keys, recs := st.expired(cmd.Time)
-		for i := range keys {
-			st.remove(&keys[i], recs[i], false)
-		}
-		res.Destroyed = len(keys)
+		res.Destroyed = st.reclaim(cmd.Time)
 	case KindAddSigningKey:
 		res.Err = st.addSigningKey(cmd.KeyID, cmd.Secret, now)
 	case KindRetireSigningKey:
@@ -163,7 +175,16 @@ func (f *FSM) create(st *state, cmd *Command, now time.Time, res *Result) {
 		res.Err = err
 		return
 	}
-	st.put(&cmd.Key, prev, rec)
+	growth := func() (int64, int64) {
+		p := st.lookup(&cmd.Key)
+		return 1 - held(p), int64(rec.Size() - sizeOf(p.rec))
+	}
+	if err := f.admit(st, now, growth); err != nil {
+		res.Err = fmt.Errorf("fsm: create %v: %w", cmd.Key, err)
+		return
+	}
+	// admit may have removed an expired prev: look it up again.
+	st.put(&cmd.Key, st.lookup(&cmd.Key), rec)
 	res.Values = vals
 }
 
@@ -175,10 +196,8 @@ func (f *FSM) update(st *state, cmd *Command, now time.Time, res *Result) {
 		res.Err = fmt.Errorf("fsm: %v %v: %w", cmd.Kind, cmd.Key, session.ErrNotFound)
 		return
 	}
-	var target entry
 	if cmd.Rename {
-		target = st.lookup(&cmd.RenameTo)
-		if target.rec != nil && target.rec.Live(now) {
+		if target := st.lookup(&cmd.RenameTo); target.rec != nil && target.rec.Live(now) {
 			res.Err = fmt.Errorf("fsm: rename to %v: %w", cmd.RenameTo, session.ErrExists)
 			return
 		}
@@ -188,18 +207,69 @@ func (f *FSM) update(st *state, cmd *Command, now time.Time, res *Result) {
 		res.Err = err
 		return
 	}
+	growth := func() (int64, int64) {
+		// A rename over an expired record drops that record.
+		var target entry
+		if cmd.Rename {
+			target = st.lookup(&cmd.RenameTo)
+		}
+		return -held(target), int64(rec.Size() - prev.rec.Size() - sizeOf(target.rec))
+	}
+	if err := f.admit(st, now, growth); err != nil {
+		res.Err = fmt.Errorf("fsm: %v %v: %w", cmd.Kind, cmd.Key, err)
+		return
+	}
+	// admit may have removed an expired target or re-filed prev's expiry
+	// item: look both up again.
+	prev = st.lookup(&cmd.Key)
 	if cmd.Rename {
 		st.remove(&cmd.Key, prev, true)
-		st.put(&cmd.RenameTo, target, rec)
+		st.put(&cmd.RenameTo, st.lookup(&cmd.RenameTo), rec)
 	} else {
 		st.put(&cmd.Key, prev, rec)
 	}
 	res.Values = vals
 }
 
+// admit checks a change against MaxSessions and MaxBytes. growth returns
+// how many records and bytes the change adds to the state as it is at
+// the moment of the call. A change that raises neither total above its
+// cap passes; otherwise the expired records are removed (see
+// Config.MaxSessions) and the change is weighed once more. The error
+// wraps session.ErrQuota.
+func (f *FSM) admit(st *state, now time.Time, growth func() (records, bytes int64)) error {
+	if f.maxSessions == 0 && f.maxBytes == 0 {
+		return nil
+	}
+	err := f.overQuota(st, growth)
+	if err != nil && st.reclaim(now) > 0 {
+		err = f.overQuota(st, growth)
+	}
+	return err
+}
+
+func (f *FSM) overQuota(st *state, growth func() (int64, int64)) error {
+	dn, db := growth()
+	if n := st.count.Load() + dn; f.maxSessions > 0 && dn > 0 && n > f.maxSessions {
+		return fmt.Errorf("%w: %d sessions, limit %d", session.ErrQuota, n, f.maxSessions)
+	}
+	if b := st.bytes.Load() + db; f.maxBytes > 0 && db > 0 && b > f.maxBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", session.ErrQuota, b, f.maxBytes)
+	}
+	return nil
+}
+
+// MinSigningKeyLen is the shortest cookie-signing secret the state
+// machine accepts (256 bits, as httpmw requires): a short key in the
+// replicated keyring would let anyone who guesses it sign cookies.
+const MinSigningKeyLen = 32
+
 func (st *state) addSigningKey(id string, secret []byte, now time.Time) error {
-	if id == "" || len(secret) == 0 {
-		return fmt.Errorf("fsm: signing key needs an id and a secret: %w", session.ErrInvalid)
+	if id == "" {
+		return fmt.Errorf("fsm: signing key needs an id: %w", session.ErrInvalid)
+	}
+	if len(secret) < MinSigningKeyLen {
+		return fmt.Errorf("fsm: signing key %q is %d bytes, need at least %d: %w", id, len(secret), MinSigningKeyLen, session.ErrInvalid)
 	}
 	old := *st.keys.Load()
 	if slices.ContainsFunc(old, func(k SigningKey) bool { return k.ID == id }) {
@@ -280,6 +350,10 @@ func (f *FSM) ListOwner(owner string, now time.Time) []session.Info {
 // Len returns the number of records held, including expired ones that no
 // Expire command has removed yet.
 func (f *FSM) Len() int { return int(f.st.Load().count.Load()) }
+
+// Bytes returns the sum of the keys and values of the records held (what
+// Config.MaxBytes caps), including expired ones not removed yet.
+func (f *FSM) Bytes() int64 { return f.st.Load().bytes.Load() }
 
 // SigningKeys returns the replicated cookie-signing keys, primary first.
 // The result is a copy the caller may keep.

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -66,6 +67,9 @@ func create(id string, ops ...session.Op) *session.Change {
 	return &session.Change{ID: id, Create: true, Delta: session.Delta{
 		Ops: ops, IdleTimeout: time.Hour, Lifetime: 24 * time.Hour}}
 }
+
+// testSecret is s padded to the shortest signing key the FSM accepts.
+func testSecret(s string) []byte { return []byte(fmt.Sprintf("%-*s", MinSigningKeyLen, s)) }
 
 func set(k, v string) session.Op { return session.Op{Kind: session.OpSet, Key: k, Value: []byte(v)} }
 
@@ -277,11 +281,14 @@ func TestSigningKeys(t *testing.T) {
 		want    []string
 	}{
 		{EncodeRetireSigningKey("k1"), session.ErrNotFound, nil},
-		{EncodeAddSigningKey("k1", []byte("s1")), nil, []string{"k1"}},
-		{EncodeAddSigningKey("k1", []byte("s1")), session.ErrExists, []string{"k1"}},
-		{EncodeAddSigningKey("", []byte("s")), session.ErrInvalid, []string{"k1"}},
+		{EncodeAddSigningKey("k1", testSecret("s1")), nil, []string{"k1"}},
+		{EncodeAddSigningKey("k1", testSecret("s1")), session.ErrExists, []string{"k1"}},
+		{EncodeAddSigningKey("", testSecret("s")), session.ErrInvalid, []string{"k1"}},
 		{EncodeAddSigningKey("k2", nil), session.ErrInvalid, []string{"k1"}},
-		{EncodeAddSigningKey("k2", []byte("s2")), nil, []string{"k2", "k1"}},
+		// A short key would let a guesser sign cookies: refused.
+		{EncodeAddSigningKey("k2", []byte("s2")), session.ErrInvalid, []string{"k1"}},
+		{EncodeAddSigningKey("k2", testSecret("s2")[:MinSigningKeyLen-1]), session.ErrInvalid, []string{"k1"}},
+		{EncodeAddSigningKey("k2", testSecret("s2")), nil, []string{"k2", "k1"}},
 		{EncodeRetireSigningKey("k2"), session.ErrInvalid, []string{"k2", "k1"}},
 		{EncodeRetireSigningKey("k1"), nil, []string{"k2"}},
 	}
@@ -299,11 +306,11 @@ func TestSigningKeys(t *testing.T) {
 		}
 	}
 	keys := n.f.SigningKeys()
-	if string(keys[0].Secret) != "s2" || !keys[0].Added.Equal(t0) {
+	if string(keys[0].Secret) != string(testSecret("s2")) || !keys[0].Added.Equal(t0) {
 		t.Errorf("primary = %+v", keys[0])
 	}
 	keys[0].Secret[0] = 'X'
-	if string(n.f.SigningKeys()[0].Secret) != "s2" {
+	if string(n.f.SigningKeys()[0].Secret) != string(testSecret("s2")) {
 		t.Error("SigningKeys shares its secrets with the state")
 	}
 }
@@ -394,6 +401,13 @@ func checkIndexes(tb fataler, f *FSM) {
 	}
 	if int(st.count.Load()) != len(recs) {
 		tb.Fatalf("count = %d, records = %d", st.count.Load(), len(recs))
+	}
+	var size int64
+	for _, r := range recs {
+		size += int64(r.Size())
+	}
+	if st.bytes.Load() != size {
+		tb.Fatalf("bytes = %d, records hold %d", st.bytes.Load(), size)
 	}
 	if st.expiry.Len() != len(recs) {
 		tb.Fatalf("expiry index has %d items, records = %d", st.expiry.Len(), len(recs))

@@ -41,7 +41,7 @@ func seedCommands() [][]byte {
 		EncodeDestroyOwner("user:1", "a"),
 		EncodeDestroyOwner("user:1", ""),
 		EncodeExpire(t0),
-		EncodeAddSigningKey("k1", []byte("secret")),
+		EncodeAddSigningKey("k1", testSecret("secret")),
 		EncodeRetireSigningKey("k1"),
 		EncodeNoop(),
 	)

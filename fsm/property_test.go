@@ -19,9 +19,59 @@ import (
 type model struct {
 	recs map[session.Key]*session.Record
 	keys []SigningKey
+	// maxSessions and maxBytes are the quotas; 0 means none.
+	maxSessions, maxBytes int
 }
 
-func newModel() *model { return &model{recs: map[session.Key]*session.Record{}} }
+func newModel(cfg Config) *model {
+	return &model{recs: map[session.Key]*session.Record{}, maxSessions: cfg.MaxSessions, maxBytes: int(cfg.MaxBytes)}
+}
+
+// totals counts the records held and their bytes, expired ones included.
+func (m *model) totals() (n, size int) {
+	for _, r := range m.recs {
+		size += r.Size()
+	}
+	return len(m.recs), size
+}
+
+// admit is the quota rule: a change may not raise the record count above
+// maxSessions nor the byte total above maxBytes. after returns the totals
+// the change would leave. When the change does not fit, the records
+// expired at now are dropped (as an Expire at now) and it is weighed again.
+func (m *model) admit(now time.Time, after func() (n, size int)) error {
+	fits := func() bool {
+		n0, b0 := m.totals()
+		n1, b1 := after()
+		return !(m.maxSessions > 0 && n1 > n0 && n1 > m.maxSessions) && !(m.maxBytes > 0 && b1 > b0 && b1 > m.maxBytes)
+	}
+	if fits() {
+		return nil
+	}
+	for k, r := range m.recs {
+		if !r.Deadline().After(now) {
+			delete(m.recs, k)
+		}
+	}
+	if fits() {
+		return nil
+	}
+	return session.ErrQuota
+}
+
+// without returns the totals minus the records under keys (counted once).
+func (m *model) without(keys ...session.Key) (n, size int) {
+	n, size = m.totals()
+	seen := map[session.Key]bool{}
+	for _, k := range keys {
+		if r := m.recs[k]; r != nil && !seen[k] {
+			seen[k] = true
+			n--
+			size -= r.Size()
+		}
+	}
+	return n, size
+}
 
 func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
 	res := &Result{Index: index}
@@ -31,48 +81,13 @@ func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
 		return res
 	}
 	now = now.Round(0).UTC()
-	live := func(k session.Key) *session.Record {
-		if r := m.recs[k]; r != nil && r.Live(now) {
-			return r
-		}
-		return nil
-	}
 	switch c.Kind {
 	case KindCreate:
-		if live(c.Key) != nil {
-			res.Err = session.ErrExists
-			return res
-		}
-		r, vals, err := c.Delta.Apply(nil, now, index, Config{}.Limits)
-		if err != nil {
-			res.Err = err
-			return res
-		}
-		m.recs[c.Key], res.Values = r, vals
+		m.create(&c, index, now, res)
 	case KindUpdate, KindTouch:
-		prev := live(c.Key)
-		if prev == nil {
-			res.Err = session.ErrNotFound
-			return res
-		}
-		if c.Rename && live(c.RenameTo) != nil {
-			res.Err = session.ErrExists
-			return res
-		}
-		r, vals, err := c.Delta.Apply(prev, now, index, Config{}.Limits)
-		if err != nil {
-			res.Err = err
-			return res
-		}
-		res.Values = vals
-		if c.Rename {
-			delete(m.recs, c.Key)
-			m.recs[c.RenameTo] = r
-		} else {
-			m.recs[c.Key] = r
-		}
+		m.update(&c, index, now, res)
 	case KindDestroy:
-		if live(c.Key) != nil {
+		if m.live(c.Key, now) != nil {
 			res.Destroyed = 1
 		}
 		delete(m.recs, c.Key)
@@ -94,7 +109,7 @@ func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
 		}
 	case KindAddSigningKey:
 		switch {
-		case c.KeyID == "" || len(c.Secret) == 0:
+		case c.KeyID == "" || len(c.Secret) < MinSigningKeyLen:
 			res.Err = session.ErrInvalid
 		case slices.ContainsFunc(m.keys, func(k SigningKey) bool { return k.ID == c.KeyID }):
 			res.Err = session.ErrExists
@@ -124,6 +139,64 @@ func (m *model) apply(data []byte, index uint64, now time.Time) *Result {
 		}
 	}
 	return res
+}
+
+func (m *model) live(k session.Key, now time.Time) *session.Record {
+	if r := m.recs[k]; r != nil && r.Live(now) {
+		return r
+	}
+	return nil
+}
+
+func (m *model) create(c *Command, index uint64, now time.Time, res *Result) {
+	if m.live(c.Key, now) != nil {
+		res.Err = session.ErrExists
+		return
+	}
+	r, vals, err := c.Delta.Apply(nil, now, index, Config{}.Limits)
+	if err != nil {
+		res.Err = err
+		return
+	}
+	if err := m.admit(now, func() (int, int) {
+		n, size := m.without(c.Key)
+		return n + 1, size + r.Size()
+	}); err != nil {
+		res.Err = err
+		return
+	}
+	m.recs[c.Key], res.Values = r, vals
+}
+
+func (m *model) update(c *Command, index uint64, now time.Time, res *Result) {
+	prev := m.live(c.Key, now)
+	if prev == nil {
+		res.Err = session.ErrNotFound
+		return
+	}
+	if c.Rename && m.live(c.RenameTo, now) != nil {
+		res.Err = session.ErrExists
+		return
+	}
+	r, vals, err := c.Delta.Apply(prev, now, index, Config{}.Limits)
+	if err != nil {
+		res.Err = err
+		return
+	}
+	dst := c.Key
+	if c.Rename {
+		dst = c.RenameTo
+	}
+	if err := m.admit(now, func() (int, int) {
+		n, size := m.without(c.Key, dst)
+		return n + 1, size + r.Size()
+	}); err != nil {
+		res.Err = err
+		return
+	}
+	res.Values = vals
+	delete(m.recs, c.Key)
+	m.recs[dst] = r
 }
 
 func (m *model) listOwner(owner string, now time.Time) []session.Info {
@@ -226,7 +299,8 @@ func genStep(t *rapid.T) step {
 	case 10:
 		switch rapid.IntRange(0, 3).Draw(t, "keyring") {
 		case 0:
-			s.data = EncodeAddSigningKey(rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "kid"), []byte("secret"))
+			secret := []byte(rapid.SampledFrom([]string{"secret", "a-secret-of-exactly-32-bytes-ok!", "a secret that is longer than 32 bytes"}).Draw(t, "secret"))
+			s.data = EncodeAddSigningKey(rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "kid"), secret)
 		case 1:
 			s.data = EncodeRetireSigningKey(rapid.SampledFrom([]string{"k1", "k2", "k3"}).Draw(t, "kid"))
 		case 2:
@@ -258,6 +332,17 @@ func materialize(steps []step) []*raft.Log {
 	return logs
 }
 
+// genConfig draws quotas small enough for the generated logs to hit them
+// often (six IDs, values of a few bytes), or none.
+func genConfig(t *rapid.T) Config {
+	var c Config
+	if rapid.Bool().Draw(t, "quota") {
+		c.MaxSessions = rapid.IntRange(0, 5).Draw(t, "maxSessions")
+		c.MaxBytes = int64(rapid.IntRange(0, 24).Draw(t, "maxBytes"))
+	}
+	return c
+}
+
 func genLog(t *rapid.T) []*raft.Log {
 	return materialize(rapid.SliceOfN(rapid.Custom(genStep), 1, 80).Draw(t, "steps"))
 }
@@ -274,7 +359,8 @@ func sameOutcome(got, want *Result) error {
 
 func TestPropertyAgreesWithModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		f, m := New(Config{}), newModel()
+		cfg := genConfig(t)
+		f, m := New(cfg), newModel(cfg)
 		for _, l := range genLog(t) {
 			got := f.Apply(l).(*Result)
 			want := m.apply(l.Data, l.Index, l.AppendedAt)
@@ -317,8 +403,8 @@ func compareReads(t *rapid.T, f *FSM, m *model, now time.Time) {
 			}
 		}
 	}
-	if f.Len() != len(m.recs) {
-		t.Fatalf("Len = %d, model %d", f.Len(), len(m.recs))
+	if n, size := m.totals(); f.Len() != n || f.Bytes() != int64(size) {
+		t.Fatalf("Len, Bytes = %d, %d; model %d, %d", f.Len(), f.Bytes(), n, size)
 	}
 	var gotKeys []string
 	for _, k := range f.SigningKeys() {
@@ -335,8 +421,8 @@ func compareReads(t *rapid.T, f *FSM, m *model, now time.Time) {
 
 func TestPropertyBatchingIsDeterministic(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		logs := genLog(t)
-		a, b := New(Config{}), New(Config{})
+		logs, cfg := genLog(t), genConfig(t)
+		a, b := New(cfg), New(cfg)
 		for _, l := range logs {
 			a.Apply(l)
 		}
@@ -356,12 +442,12 @@ func TestPropertyBatchingIsDeterministic(t *testing.T) {
 
 func TestPropertySnapshotRestoreContinue(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		logs := genLog(t)
+		logs, cfg := genLog(t), genConfig(t)
 		cut := rapid.IntRange(0, len(logs)).Draw(t, "cut")
 		// Persist runs after further applies to check that the snapshot
 		// is isolated from them.
 		lag := rapid.IntRange(0, len(logs)-cut).Draw(t, "lag")
-		straight, f := New(Config{}), New(Config{})
+		straight, f := New(cfg), New(cfg)
 		for _, l := range logs {
 			straight.Apply(l)
 		}
@@ -380,7 +466,7 @@ func TestPropertySnapshotRestoreContinue(t *testing.T) {
 			t.Fatal(err)
 		}
 		snap.Release()
-		g := New(Config{})
+		g := New(cfg)
 		if err := g.Restore(sink.reader()); err != nil {
 			t.Fatalf("restore: %v", err)
 		}

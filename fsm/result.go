@@ -15,8 +15,10 @@ type Result struct {
 	// change's record has this Version.
 	Index uint64
 	// Err is nil or wraps one of the session sentinels ErrNotFound,
-	// ErrExists, ErrTooLarge, ErrCASFailed, ErrNotInteger or ErrInvalid.
-	// A rejected command changed nothing.
+	// ErrExists, ErrTooLarge, ErrQuota, ErrCASFailed, ErrNotInteger or
+	// ErrInvalid. A rejected command changed nothing, except that a quota
+	// check may first have removed expired records (see
+	// Config.MaxSessions), which no reader sees anyway.
 	Err error
 	// Values are the per-op results of an Update or Create, as in
 	// session.Result.Values.
@@ -36,6 +38,7 @@ var errorCodes = []error{
 	4: session.ErrCASFailed,
 	5: session.ErrNotInteger,
 	6: session.ErrInvalid,
+	7: session.ErrQuota,
 }
 
 // codeOther marks an error that wraps none of the known sentinels; its

@@ -25,8 +25,9 @@ import (
 //	        absoluteDeadline version nvalues (name value)*nvalues
 //	"END" | CRC-32C (Castagnoli) of every byte before "END", little-endian
 //
-// Records appear in no particular order. The expiry and owner indexes are
-// not stored; Restore rebuilds them.
+// Records appear in no particular order. The expiry and owner indexes and
+// the byte total that MaxBytes is checked against are not stored; Restore
+// rebuilds them.
 const (
 	snapMagic   = "RSFSM\x00"
 	snapVersion = 1
@@ -195,46 +196,7 @@ func readSnapshot(src io.Reader) (*state, uint64, error) {
 	if r.err == nil && count > uint64(maxInt) {
 		r.fail(errors.New("record count overflows int"))
 	}
-	// The count presizes the item slice and the shard maps only up to
-	// small bounds: a forged count must fail at the first missing record,
-	// not at allocation.
-	items := make([]expItem, 0, min(count, 1<<16))
-	for i := uint64(0); i < count && r.err == nil; i++ {
-		var k session.Key
-		copy(k[:], r.fixed(len(k)))
-		rec := &session.Record{Owner: string(r.field())}
-		rec.Created = r.time()
-		rec.LastSeen = r.time()
-		rec.IdleTimeout = time.Duration(r.varint())
-		rec.IdleDeadline = r.time()
-		rec.AbsoluteDeadline = r.time()
-		rec.Version = r.uvarint()
-		nvals := r.uvarint()
-		rec.Values = make(map[string][]byte, min(nvals, 8))
-		for j := uint64(0); j < nvals && r.err == nil; j++ {
-			name := string(r.field())
-			rec.Values[name] = r.bytes()
-		}
-		if r.err != nil {
-			break
-		}
-		if uint64(len(rec.Values)) != nvals {
-			r.fail(errors.New("duplicate value name"))
-			break
-		}
-		s := &st.shards[shardOf(&k)]
-		if s.m == nil {
-			s.m = make(recordMap, min(count/nShards+count/(4*nShards), 1<<10))
-		}
-		if _, dup := s.m[k]; dup {
-			r.fail(errors.New("duplicate record key"))
-			break
-		}
-		at := nanos(rec.Deadline())
-		s.m[k] = entry{rec, at}
-		items = append(items, expItem{at, k})
-		st.addOwnerLocked(rec.Owner, &k)
-	}
+	items := r.records(st, count)
 	if r.err != nil {
 		return nil, 0, corrupt("%v", r.err)
 	}
@@ -257,6 +219,61 @@ func readSnapshot(src io.Reader) (*state, uint64, error) {
 		st.expiry.ReplaceOrInsert(it)
 	}
 	return st, index, nil
+}
+
+// records reads count records into st's shards, owner index and byte
+// total, and returns their expiry items for the caller to index once the
+// snapshot has proved intact. It stops at the first error, left in r.err.
+func (r *snapReader) records(st *state, count uint64) []expItem {
+	// The count presizes the item slice and the shard maps only up to
+	// small bounds: a forged count must fail at the first missing record,
+	// not at allocation.
+	items := make([]expItem, 0, min(count, 1<<16))
+	var size int64
+	for i := uint64(0); i < count && r.err == nil; i++ {
+		var k session.Key
+		copy(k[:], r.fixed(len(k)))
+		rec := r.record()
+		if r.err != nil {
+			break
+		}
+		s := &st.shards[shardOf(&k)]
+		if s.m == nil {
+			s.m = make(recordMap, min(count/nShards+count/(4*nShards), 1<<10))
+		}
+		if _, dup := s.m[k]; dup {
+			r.fail(errors.New("duplicate record key"))
+			break
+		}
+		at := nanos(rec.Deadline())
+		s.m[k] = entry{rec, at}
+		size += int64(rec.Size())
+		items = append(items, expItem{at, k})
+		st.addOwnerLocked(rec.Owner, &k)
+	}
+	st.bytes.Store(size)
+	return items
+}
+
+// record reads one record after its key.
+func (r *snapReader) record() *session.Record {
+	rec := &session.Record{Owner: string(r.field())}
+	rec.Created = r.time()
+	rec.LastSeen = r.time()
+	rec.IdleTimeout = time.Duration(r.varint())
+	rec.IdleDeadline = r.time()
+	rec.AbsoluteDeadline = r.time()
+	rec.Version = r.uvarint()
+	nvals := r.uvarint()
+	rec.Values = make(map[string][]byte, min(nvals, 8))
+	for j := uint64(0); j < nvals && r.err == nil; j++ {
+		name := string(r.field())
+		rec.Values[name] = r.bytes()
+	}
+	if r.err == nil && uint64(len(rec.Values)) != nvals {
+		r.fail(errors.New("duplicate value name"))
+	}
+	return rec
 }
 
 // snapReader is a buffered reader that checksums exactly the bytes

@@ -18,7 +18,7 @@ import (
 func populated(tb testing.TB, n int) *node {
 	tb.Helper()
 	nd := newNode(tb)
-	nd.apply(EncodeAddSigningKey("k1", []byte("secret-1")))
+	nd.apply(EncodeAddSigningKey("k1", testSecret("secret-1")))
 	for i := range n {
 		c := create(fmt.Sprint("s", i), set("a", strings.Repeat("x", i%50)), set("e", ""))
 		if i%3 == 0 {

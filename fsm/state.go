@@ -91,6 +91,10 @@ const expiryDegree = 16
 type state struct {
 	shards [nShards]shard
 	count  atomic.Int64
+	// bytes is the sum of Record.Size over every record held, kept in
+	// step by put and remove (and summed by Restore), so the MaxBytes
+	// quota costs nothing to check.
+	bytes atomic.Int64
 
 	// expiry holds one item per record, at or before the record's
 	// deadline. An update that pushes a deadline later leaves the item
@@ -159,6 +163,7 @@ func (st *state) put(k *session.Key, prev entry, rec *session.Record) {
 	m := s.writable()
 	at := nanos(rec.Deadline())
 	old := prev.rec
+	st.bytes.Add(int64(rec.Size() - sizeOf(old)))
 	if old == nil {
 		st.count.Add(1)
 		st.expiry.ReplaceOrInsert(expItem{at, *k})
@@ -194,6 +199,7 @@ func (st *state) remove(k *session.Key, prev entry, inExpiry bool) {
 	delete(m, *k)
 	s.mu.Unlock()
 	st.count.Add(-1)
+	st.bytes.Add(-int64(old.Size()))
 	if inExpiry {
 		st.expiry.Delete(expItem{at, *k})
 	}
@@ -202,6 +208,32 @@ func (st *state) remove(k *session.Key, prev entry, inExpiry bool) {
 		st.removeOwnerLocked(old.Owner, k)
 		st.ownerMu.Unlock()
 	}
+}
+
+// sizeOf is r.Size(), or 0 for no record.
+func sizeOf(r *session.Record) int {
+	if r == nil {
+		return 0
+	}
+	return r.Size()
+}
+
+// held is 1 when e holds a record (live or expired), else 0.
+func held(e entry) int64 {
+	if e.rec == nil {
+		return 0
+	}
+	return 1
+}
+
+// reclaim removes every record expired at now, exactly as an Expire
+// command with that time would, and returns how many it removed.
+func (st *state) reclaim(now time.Time) int {
+	keys, recs := st.expired(now)
+	for i := range keys {
+		st.remove(&keys[i], recs[i], false)
+	}
+	return len(keys)
 }
 
 func (st *state) addOwner(owner string, k *session.Key) {

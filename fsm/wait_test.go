@@ -127,7 +127,7 @@ func TestReadsConcurrentWithApply(t *testing.T) {
 		if i%50 == 0 {
 			snap, _ := n.f.Snapshot()
 			snap.Release()
-			n.apply(EncodeAddSigningKey(string(rune('a'+i/50)), []byte("s")))
+			n.apply(EncodeAddSigningKey(string(rune('a'+i/50)), testSecret("s")))
 		}
 	}
 	cancel()

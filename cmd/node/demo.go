@@ -240,11 +240,25 @@ func ownedSessions(ctx context.Context, s *session.Session) ([]ownedJSON, error)
 
 // fail answers a handler error with the status its kind calls for.
 func (d *demo) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := statusOf(err)
-	if code >= 500 {
+	if statusOf(err) >= 500 && !errors.Is(err, session.ErrQuota) {
 		d.log.Warn("demo request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	if code == http.StatusServiceUnavailable {
+	writeError(w, err)
+}
+
+// quotaRetryAfter is the Retry-After, in seconds, of a refusal because the
+// store is full (-max-sessions, -max-bytes): room comes back as sessions
+// end, not within a second.
+const quotaRetryAfter = "30"
+
+// writeError answers err with the status its kind calls for; the
+// session middleware uses it too, for failed loads and commits.
+func writeError(w http.ResponseWriter, err error) {
+	code := statusOf(err)
+	switch {
+	case errors.Is(err, session.ErrQuota):
+		w.Header().Set("Retry-After", quotaRetryAfter)
+	case code == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", "1")
 	}
 	http.Error(w, http.StatusText(code), code)
@@ -259,7 +273,7 @@ func statusOf(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, session.ErrDestroyed), errors.Is(err, session.ErrNotFound):
 		return http.StatusConflict
-	case session.Unavailable(err), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, session.ErrQuota), session.Unavailable(err), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

@@ -1,15 +1,18 @@
 package main
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +49,25 @@ type Config struct {
 
 	TLSCert, TLSKey, TLSCA string // -tls-cert, -tls-key, -tls-ca: mutual TLS on the raft port
 
+	// ClusterKey is the key this node uses (-cluster-key or the first of
+	// -cluster-key-file); AcceptClusterKeys are the others it also
+	// accepts during a rolling change. Nil: no cluster key.
+	ClusterKey        Secret
+	AcceptClusterKeys []Secret
+	Insecure          bool // -insecure-cluster: allow cluster addresses beyond loopback without a key
+
+	AdminToken        Secret   // -admin-token: Bearer token for admin POSTs; nil: none
+	AdminAllowedHosts []string // -admin-allowed-hosts: extra Host names the admin listener answers
+
+	HTTPLimits HTTPLimits // -http-*-timeout, -http-max-header-bytes, -http-max-body-bytes: both listeners
+
+	MaxSessions int   // -max-sessions: cluster-wide cap, 0 none
+	MaxBytes    int64 // -max-bytes: cluster-wide cap on session keys+values, 0 none
+
+	CookieName   string // -cookie-name: default "sid"
+	CookieSecure bool   // -cookie-secure: always mark the cookie Secure
+	TrustProxy   bool   // -trust-proxy: X-Forwarded-Proto: https marks the cookie Secure
+
 	Consistency      session.Level // -consistency: local, ryw or linearizable
 	LeaveOnTerminate bool          // -leave-on-terminate
 
@@ -56,6 +78,29 @@ type Config struct {
 	ShutdownTimeout   time.Duration // -shutdown-timeout: bound on draining requests
 
 	LogLevel slog.Level // -log-level: debug, info, warn or error
+
+	// Warnings are problems that do not stop the node, found while
+	// parsing (a key file others can read); Run logs them.
+	Warnings []string
+}
+
+// HTTPLimits bound what one client may cost the demo and admin listeners
+// (see net/http.Server). The flags' defaults are DefaultHTTPLimits.
+type HTTPLimits struct {
+	ReadHeaderTimeout time.Duration // -http-read-header-timeout: default 5s
+	ReadTimeout       time.Duration // -http-read-timeout: whole request, body included; default 30s
+	WriteTimeout      time.Duration // -http-write-timeout: default 30s
+	IdleTimeout       time.Duration // -http-idle-timeout: keep-alive; default 2m
+	MaxHeaderBytes    int           // -http-max-header-bytes: default 64 KiB
+	MaxBodyBytes      int64         // -http-max-body-bytes: default 1 MiB
+}
+
+// DefaultHTTPLimits are the limits when no flag says otherwise: a slow
+// client (headers or body) is cut off within seconds, while every request
+// the demo and admin listeners serve fits comfortably.
+func DefaultHTTPLimits() HTTPLimits {
+	return HTTPLimits{ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10, MaxBodyBytes: 1 << 20}
 }
 
 const usageHead = `raftsession node: one app instance with an embedded raft node that replicates
@@ -69,10 +114,20 @@ Three local nodes:
 
 Every flag can also be set by an environment variable RAFTSESSION_<FLAG>,
 upper case with dashes as underscores (-raft-advertise: RAFTSESSION_RAFT_ADVERTISE);
-the command line wins.
+the command line wins. (-gen-cluster-key has no variable.)
+
+Across hosts, every node needs the same cluster key; it authenticates and
+encrypts all node-to-node traffic, and a node whose raft or gossip address
+is not loopback refuses to start without one (unless -insecure-cluster):
+  node -gen-cluster-key                     # once; keep it secret
+  RAFTSESSION_CLUSTER_KEY=<key> node ...    # the same key on every node
 
 Admin listener: GET /cluster/status, GET /metrics, GET /healthz, GET /readyz,
-POST /cluster/leave, POST /cluster/rotate-key.
+POST /cluster/leave, POST /cluster/rotate-key. POSTs refuse cross-site
+requests and form or text bodies; with -admin-token they need the header
+"Authorization: Bearer <token>", and an -admin address beyond loopback
+requires -admin-token. Requests must name the listener in their Host header
+(an IP address, localhost, this host's name or -admin-allowed-hosts).
 
 SIGTERM or SIGINT drains in-flight requests (bounded by -shutdown-timeout),
 hands leadership over and stops, keeping the data directory for a restart
@@ -88,10 +143,23 @@ type rawFlags struct {
 	raft, raftAdv, gossip, gossipAdv, join    string
 	bootstrapExpect, voters, clusterName      string
 	secret, gossipKey, tlsCert, tlsKey, tlsCA string
+	clusterKey, clusterKeyFile, insecure      string
+	genClusterKey                             string
+	adminToken, adminHosts                    string
+	readHeaderTimeout, readTimeout            string
+	writeTimeout, idleTimeout                 string
+	maxHeaderBytes, maxBodyBytes              string
+	maxSessions, maxBytes                     string
+	cookieName, cookieSecure, trustProxy      string
 	consistency, leaveOnTerminate             string
 	snapThreshold, trailingLogs, snapInterval string
 	expireInterval, shutdownTimeout, logLevel string
 }
+
+// noEnv lists the flags that no environment variable sets: actions, not
+// settings (a RAFTSESSION_GEN_CLUSTER_KEY left in an environment would
+// stop every node from starting).
+var noEnv = map[string]bool{"gen-cluster-key": true}
 
 func newFlagSet(r *rawFlags) *flag.FlagSet {
 	fs := flag.NewFlagSet("raftsession", flag.ContinueOnError)
@@ -113,10 +181,30 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	s(&r.voters, "voters", "3", "`number` of raft voters kept; other nodes are non-voting read replicas")
 	s(&r.clusterName, "cluster-name", "raftsession", "cluster `name`: gossip label, and a data dir of another cluster is refused")
 	s(&r.secret, "secret", "", "cookie signing `secret`, at least 32 bytes; default: a random key generated by the cluster, replicated, rotatable")
-	s(&r.gossipKey, "gossip-key", "", "base64 `key` of 16, 24 or 32 bytes encrypting gossip (default: plaintext gossip)")
-	s(&r.tlsCert, "tls-cert", "", "PEM certificate `file` for mutual TLS on the raft port (with -tls-key and -tls-ca)")
+	s(&r.gossipKey, "gossip-key", "", "base64 `key` of 16, 24 or 32 bytes encrypting gossip (default: derived from -cluster-key, else plaintext)")
+	s(&r.tlsCert, "tls-cert", "", "PEM certificate `file` for mutual TLS on the raft port (with -tls-key and -tls-ca; default: derived from -cluster-key)")
 	s(&r.tlsKey, "tls-key", "", "PEM private key `file` for -tls-cert")
 	s(&r.tlsCA, "tls-ca", "", "PEM CA bundle `file` that peers' certificates must chain to")
+	s(&r.clusterKey, "cluster-key", "", "the cluster `key`: 32 bytes in base64, the same on every node (see -gen-cluster-key); "+
+		"a comma-separated list uses the first and also accepts the others, for a rolling change of the key")
+	s(&r.clusterKeyFile, "cluster-key-file", "", "`file` with the cluster key, one key a line: the first is used, the others also accepted; "+
+		"# comments and blank lines are ignored (instead of -cluster-key)")
+	s(&r.genClusterKey, "gen-cluster-key", "false", "print a new random cluster key and exit")
+	s(&r.insecure, "insecure-cluster", "false", "allow raft and gossip addresses beyond loopback without a cluster key: "+
+		"anyone who reaches them can read and write every session")
+	s(&r.adminToken, "admin-token", "", "Bearer `token` (at least 16 characters) that admin POSTs must carry; required when -admin is not loopback")
+	s(&r.adminHosts, "admin-allowed-hosts", "", "comma-separated host `names` the admin listener answers besides IP addresses, localhost and this host's name")
+	s(&r.readHeaderTimeout, "http-read-header-timeout", "5s", "longest `duration` to read a request's headers (demo and admin listeners)")
+	s(&r.readTimeout, "http-read-timeout", "30s", "longest `duration` to read a whole request, body included (demo and admin listeners)")
+	s(&r.writeTimeout, "http-write-timeout", "30s", "longest `duration` from the end of a request's headers to the end of its response")
+	s(&r.idleTimeout, "http-idle-timeout", "2m", "how long an idle keep-alive connection stays open (`duration`)")
+	s(&r.maxHeaderBytes, "http-max-header-bytes", "65536", "largest request header block in `bytes`")
+	s(&r.maxBodyBytes, "http-max-body-bytes", "1048576", "largest request body in `bytes`; a larger one is refused with 413")
+	s(&r.maxSessions, "max-sessions", "0", "cluster-wide cap on the `number` of sessions; a new session beyond it gets 503 (0: no cap; the same on every node)")
+	s(&r.maxBytes, "max-bytes", "0", "cluster-wide cap on the session keys and values in `bytes`; a change that grows them beyond it gets 503 (0: no cap; the same on every node)")
+	s(&r.cookieName, "cookie-name", "sid", "session cookie `name`; a __Host- name (for example __Host-sid) needs -cookie-secure")
+	s(&r.cookieSecure, "cookie-secure", "false", "always mark the session cookie Secure (HTTPS only), as behind a TLS-terminating proxy")
+	s(&r.trustProxy, "trust-proxy", "false", "mark the cookie Secure when X-Forwarded-Proto says https; only behind a proxy that sets that header")
 	s(&r.consistency, "consistency", "ryw", "session read `level`: local, ryw (read-your-writes) or linearizable")
 	s(&r.leaveOnTerminate, "leave-on-terminate", "false", "on SIGTERM/SIGINT leave the cluster for good (scale-in) instead of stopping for a restart")
 	s(&r.snapThreshold, "snapshot-threshold", "8192", "raft log `entries` since the last snapshot that trigger a new one")
@@ -125,8 +213,11 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	s(&r.expireInterval, "expire-interval", "30s", "`duration` between the leader's removals of expired sessions")
 	s(&r.shutdownTimeout, "shutdown-timeout", "10s", "longest `duration` to drain in-flight requests at shutdown")
 	s(&r.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
-	// -leave-on-terminate is a switch: "-leave-on-terminate" alone means true.
-	fs.Lookup("leave-on-terminate").Value = boolString{&r.leaveOnTerminate}
+	// Switches: "-leave-on-terminate" alone means true.
+	for name, p := range map[string]*string{"leave-on-terminate": &r.leaveOnTerminate, "gen-cluster-key": &r.genClusterKey,
+		"insecure-cluster": &r.insecure, "cookie-secure": &r.cookieSecure, "trust-proxy": &r.trustProxy} {
+		fs.Lookup(name).Value = boolString{p}
+	}
 	return fs
 }
 
@@ -154,14 +245,18 @@ func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// errGenClusterKey is what parseConfig returns for -gen-cluster-key:
+// ParseFlags prints a key instead of configuring a node.
+var errGenClusterKey = errors.New("-gen-cluster-key")
+
 // parseConfig reads env (through getenv) and then args into a Config. It
-// returns flag.ErrHelp for -h.
+// returns flag.ErrHelp for -h and errGenClusterKey for -gen-cluster-key.
 func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) (Config, error) {
 	var r rawFlags
 	fs := newFlagSet(&r)
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
-		if envErr != nil {
+		if envErr != nil || noEnv[f.Name] {
 			return
 		}
 		if v := getenv(envName(f.Name)); v != "" {
@@ -183,25 +278,46 @@ func parseConfig(args []string, getenv func(string) string, usageOut io.Writer) 
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q (flags start with -; see -h)", fs.Arg(0))
 	}
+	if gen, err := parseBool("gen-cluster-key", r.genClusterKey); err != nil || gen {
+		return Config{}, cmp.Or(err, errGenClusterKey)
+	}
 	return r.validate()
 }
 
+// validate turns the raw flags into a Config, one group of flags at a
+// time; the first problem ends it with a one-line error.
 func (r *rawFlags) validate() (Config, error) {
 	var c Config
-	var err error
+	for _, step := range []func(*Config) error{
+		r.validateNode, r.validateAddrs, r.validateCluster, r.validateSecrets, r.validateClusterKeys,
+		r.validateAdmin, r.validateHTTP, r.validateSessions, r.validateTuning,
+	} {
+		if err := step(&c); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func (r *rawFlags) validateNode(c *Config) error {
 	c.ID = r.id
 	if c.ID == "" {
+		var err error
 		if c.ID, err = os.Hostname(); err != nil || c.ID == "" {
-			return c, errors.New("-id: not set and the host name is unknown; set -id")
+			return errors.New("-id: not set and the host name is unknown; set -id")
 		}
 	}
 	if !validNodeID(c.ID) {
-		return c, fmt.Errorf("-id %q: use 1 to 128 letters, digits, '.', '_' or '-'", c.ID)
+		return fmt.Errorf("-id %q: use 1 to 128 letters, digits, '.', '_' or '-'", c.ID)
 	}
 	c.DataDir = r.data
 	if c.DataDir == "" {
 		c.DataDir = filepath.Join("raftsession-data", c.ID)
 	}
+	return nil
+}
+
+func (r *rawFlags) validateAddrs(c *Config) error {
 	addrs := []struct {
 		name  string
 		v     string
@@ -221,85 +337,108 @@ func (r *rawFlags) validate() (Config, error) {
 			continue
 		}
 		if err := checkAddr(a.v, a.port0); err != nil {
-			return c, fmt.Errorf("-%s %q: %v", a.name, a.v, err)
+			return fmt.Errorf("-%s %q: %v", a.name, a.v, err)
 		}
 		*a.dst = a.v
 	}
-	if r.join != "" {
-		for j := range strings.SplitSeq(r.join, ",") {
-			j = strings.TrimSpace(j)
-			if j == "" {
-				continue
-			}
-			if err := checkAddr(j, false); err != nil {
-				return c, fmt.Errorf("-join %q: %v", j, err)
-			}
-			c.Join = append(c.Join, j)
+	for j := range strings.SplitSeq(r.join, ",") {
+		if j = strings.TrimSpace(j); j == "" {
+			continue
 		}
+		if err := checkAddr(j, false); err != nil {
+			return fmt.Errorf("-join %q: %v", j, err)
+		}
+		c.Join = append(c.Join, j)
 	}
+	return nil
+}
+
+func (r *rawFlags) validateCluster(c *Config) error {
+	var err error
 	if c.BootstrapExpect, err = parseInt("bootstrap-expect", r.bootstrapExpect, 0, 100); err != nil {
-		return c, err
+		return err
 	}
 	if c.Voters, err = parseInt("voters", r.voters, 1, 99); err != nil {
-		return c, err
+		return err
 	}
 	c.ClusterName = r.clusterName
 	if c.ClusterName == "" || len(c.ClusterName) > 200 {
-		return c, errors.New("-cluster-name: must be 1 to 200 bytes")
+		return errors.New("-cluster-name: must be 1 to 200 bytes")
 	}
+	return nil
+}
+
+func (r *rawFlags) validateSecrets(c *Config) error {
 	if r.secret != "" {
 		if len(r.secret) < httpmw.MinSecretLen {
-			return c, fmt.Errorf("-secret: is %d bytes, need at least %d (for example: openssl rand -base64 32)", len(r.secret), httpmw.MinSecretLen)
+			return fmt.Errorf("-secret: is %d bytes, need at least %d (for example: openssl rand -base64 32)", len(r.secret), httpmw.MinSecretLen)
 		}
 		c.Secret = []byte(r.secret)
 	}
 	if r.gossipKey != "" {
 		k, err := base64.StdEncoding.DecodeString(r.gossipKey)
 		if err != nil {
-			return c, errors.New("-gossip-key: not valid base64 (for example: openssl rand -base64 32)")
+			return errors.New("-gossip-key: not valid base64 (for example: openssl rand -base64 32)")
 		}
 		if n := len(k); n != 16 && n != 24 && n != 32 {
-			return c, fmt.Errorf("-gossip-key: decodes to %d bytes, want 16, 24 or 32", n)
+			return fmt.Errorf("-gossip-key: decodes to %d bytes, want 16, 24 or 32", n)
 		}
 		c.GossipKey = k
 	}
 	c.TLSCert, c.TLSKey, c.TLSCA = r.tlsCert, r.tlsKey, r.tlsCA
 	if set := btoi(c.TLSCert != "") + btoi(c.TLSKey != "") + btoi(c.TLSCA != ""); set != 0 && set != 3 {
-		return c, errors.New("-tls-cert, -tls-key and -tls-ca: give all three or none")
+		return errors.New("-tls-cert, -tls-key and -tls-ca: give all three or none")
 	}
+	return nil
+}
+
+func (r *rawFlags) validateTuning(c *Config) error {
 	lvl, ok := session.ParseLevel(r.consistency)
 	if !ok {
-		return c, fmt.Errorf("-consistency %q: want local, ryw or linearizable", r.consistency)
+		return fmt.Errorf("-consistency %q: want local, ryw or linearizable", r.consistency)
 	}
 	c.Consistency = lvl
-	if c.LeaveOnTerminate, err = strconv.ParseBool(r.leaveOnTerminate); err != nil {
-		return c, fmt.Errorf("-leave-on-terminate %q: want true or false", r.leaveOnTerminate)
+	var err error
+	if c.LeaveOnTerminate, err = parseBool("leave-on-terminate", r.leaveOnTerminate); err != nil {
+		return err
 	}
 	if c.SnapshotThreshold, err = parseUint("snapshot-threshold", r.snapThreshold); err != nil {
-		return c, err
+		return err
 	}
 	if c.TrailingLogs, err = parseUint("trailing-logs", r.trailingLogs); err != nil {
-		return c, err
+		return err
 	}
-	for _, d := range []struct {
-		name string
-		v    string
-		dst  *time.Duration
-	}{
-		{"snapshot-interval", r.snapInterval, &c.SnapshotInterval},
-		{"expire-interval", r.expireInterval, &c.ExpireInterval},
-		{"shutdown-timeout", r.shutdownTimeout, &c.ShutdownTimeout},
-	} {
+	if err := parseDurations(map[string]durationFlag{
+		"snapshot-interval": {r.snapInterval, &c.SnapshotInterval},
+		"expire-interval":   {r.expireInterval, &c.ExpireInterval},
+		"shutdown-timeout":  {r.shutdownTimeout, &c.ShutdownTimeout},
+	}); err != nil {
+		return err
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
+		return fmt.Errorf("-log-level %q: want debug, info, warn or error", r.logLevel)
+	}
+	return nil
+}
+
+// durationFlag is a raw duration flag and where its value goes.
+type durationFlag struct {
+	v   string
+	dst *time.Duration
+}
+
+// parseDurations parses positive durations, in flag-name order so that
+// the error names the same flag every time.
+func parseDurations(flags map[string]durationFlag) error {
+	for _, name := range slices.Sorted(maps.Keys(flags)) {
+		d := flags[name]
 		v, err := time.ParseDuration(d.v)
 		if err != nil || v <= 0 {
-			return c, fmt.Errorf("-%s %q: want a positive duration such as 500ms, 30s or 2m", d.name, d.v)
+			return fmt.Errorf("-%s %q: want a positive duration such as 500ms, 30s or 2m", name, d.v)
 		}
 		*d.dst = v
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {
-		return c, fmt.Errorf("-log-level %q: want debug, info, warn or error", r.logLevel)
-	}
-	return c, nil
+	return nil
 }
 
 func validNodeID(id string) bool {
@@ -338,6 +477,14 @@ func parseInt(name, v string, lo, hi int) (int, error) {
 		return 0, fmt.Errorf("-%s %q: want a whole number from %d to %d", name, v, lo, hi)
 	}
 	return n, nil
+}
+
+func parseBool(name, v string) (bool, error) {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("-%s %q: want true or false", name, v)
+	}
+	return b, nil
 }
 
 func parseUint(name, v string) (uint64, error) {

@@ -15,7 +15,7 @@ func main() { os.Exit(run(os.Args[1:])) }
 func run(args []string) int {
 	m := NewMain()
 	if err := m.ParseFlags(args, os.Getenv); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, flag.ErrHelp) || errors.Is(err, ErrDone) {
 			return 0
 		}
 		fmt.Fprintf(os.Stderr, "raftsession: %v\n", err)

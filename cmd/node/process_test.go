@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -33,9 +34,17 @@ type proc struct {
 // unless args say otherwise) and waits until it serves.
 func startProc(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, nil, args...)
+}
+
+// startProcEnv is startProc with extra environment variables
+// (RAFTSESSION_<FLAG>=value).
+func startProcEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	base := []string{"-http", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-gossip", "127.0.0.1:0"}
 	p := &proc{t: t, addrs: make(chan map[string]string, 1), exited: make(chan struct{})}
 	p.cmd = exec.Command(nodeBinary(t), append(base, args...)...)
+	p.cmd.Env = append(os.Environ(), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

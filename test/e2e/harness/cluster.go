@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/raftsession/raftsession/cluster"
 )
 
 // Options configure [Start].
@@ -34,6 +36,13 @@ type Options struct {
 	Secret string
 	// Args are extra flags for every node, e.g. -snapshot-threshold 64.
 	Args []string
+	// ClusterKey is the cluster key every node gets (base64, as
+	// -cluster-key takes it). Default: a new random key for each cluster,
+	// so that clusters run keyed as the README tells users to run them.
+	ClusterKey string
+	// Unkeyed starts the nodes without a cluster key (on loopback, which
+	// is the only place a node runs without one).
+	Unkeyed bool
 	// Artifacts is the directory for node logs (default tb.TempDir()).
 	Artifacts string
 }
@@ -109,6 +118,15 @@ func Start(tb testing.TB, opt Options) *Cluster {
 	}
 	if opt.Secret == "" {
 		opt.Secret = DefaultSecret
+	}
+	if opt.Unkeyed {
+		opt.ClusterKey = ""
+	} else if opt.ClusterKey == "" {
+		k, err := cluster.GenerateClusterKey()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		opt.ClusterKey = cluster.FormatClusterKey(k)
 	}
 	if opt.Artifacts == "" {
 		opt.Artifacts = tb.TempDir()

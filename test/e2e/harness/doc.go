@@ -2,10 +2,14 @@
 // 127.0.0.1 for end-to-end tests, and injects faults into them.
 //
 // [Build] compiles cmd/node once per test binary. [Start] launches N node
-// processes with free ports. Each node's raft port sits behind a
+// processes with free ports. Clusters are keyed: every node gets the same
+// new cluster key (RAFTSESSION_CLUSTER_KEY), from which the nodes derive
+// the mutual TLS and gossip encryption between them; Options.Unkeyed
+// runs a cluster without one. Each node's raft port sits behind a
 // harness-owned TCP proxy, and every node advertises the proxy's address
 // (-raft-advertise), so all raft traffic and all forwarded requests
-// (which share the raft port) pass through the harness. The proxy knows
+// (which share the raft port) pass through the harness; the proxy copies
+// bytes, so TLS passes through it end to end. The proxy knows
 // which node opened each connection (it looks the client socket up in
 // /proc), so [Node.Isolate] cuts a node off in both directions while the
 // others keep talking, and [Node.Delay] slows it down. Gossip (memberlist)

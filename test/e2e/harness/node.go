@@ -108,6 +108,12 @@ func (n *Node) launch() error {
 	fmt.Fprintf(f, "==== harness %s: start %s %s\n", time.Now().Format(time.RFC3339Nano), n.c.bin, strings.Join(args, " "))
 	cmd := exec.Command(n.c.bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if k := n.c.opt.ClusterKey; k != "" {
+		// The key goes in the environment, as the README recommends: a
+		// command line is visible to every local user (ps, /proc), and
+		// the start line above goes to the log.
+		cmd.Env = append(os.Environ(), "RAFTSESSION_CLUSTER_KEY="+k)
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		n.mu.Unlock()
