@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-
 	"github.com/raftsession/raftsession/fsm"
 	"github.com/raftsession/raftsession/session"
 )
@@ -135,4 +134,3 @@ func (s *Store) RetireSigningKey(ctx context.Context, id string) (uint64, error)
 // their secrets decrypted. A key sealed with a cluster key this node does
 // not have is left out (and logged).
 func (s *Store) SigningKeys() []fsm.SigningKey { return s.n.openKeys(s.n.fsm.SigningKeys()) }
-
