@@ -33,6 +33,7 @@ type nodeCollector struct {
 	forwarded *prometheus.Desc
 	waits     *prometheus.Desc
 	fallbacks *prometheus.Desc
+	refused   *prometheus.Desc
 }
 
 func newNodeCollector(node *cluster.Node, keys func() int) *nodeCollector {
@@ -58,12 +59,13 @@ func newNodeCollector(node *cluster.Node, keys func() int) *nodeCollector {
 		forwarded: d("forwarded_total", "Commits forwarded to the leader."),
 		waits:     d("read_waits_total", "Read-your-writes reads that waited for the local replica to catch up."),
 		fallbacks: d("read_fallbacks_total", "Read-your-writes reads that then went to the leader."),
+		refused:   d("node_port_refused_total", "Node-to-node connections and requests refused: failed authentication, a sender not allowed the request, the connection limit, garbage."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.leader, c.term, c.applied, c.commit, c.last, c.contact,
-		c.members, c.sess, c.signing, c.commits, c.commitErr, c.latency, c.forwarded, c.waits, c.fallbacks} {
+		c.members, c.sess, c.signing, c.commits, c.commitErr, c.latency, c.forwarded, c.waits, c.fallbacks, c.refused} {
 		ch <- d
 	}
 }
@@ -107,6 +109,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.forwarded, m.Forwarded.Load())
 	counter(c.waits, m.ReadWaits.Load())
 	counter(c.fallbacks, m.ReadFallbacks.Load())
+	counter(c.refused, m.Refused.Load())
 	buckets := make(map[float64]uint64, len(cluster.LatencyBuckets))
 	var cum uint64
 	for i, le := range cluster.LatencyBuckets {

@@ -350,3 +350,27 @@ func TestQuotaThroughFollower(t *testing.T) {
 	}
 	expect(t, "alice counts on the follower", alice.do("POST", follower.http+"/api/views"), 200)
 }
+
+// TestClusterBeyondLoopbackNeedsKey: a node whose raft or gossip address
+// leaves loopback refuses to start without a cluster key, with one line
+// that says what to do; with the key in the environment it runs.
+func TestClusterBeyondLoopbackNeedsKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs node processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	args := []string{"-data", t.TempDir(), "-admin", "127.0.0.1:0", "-http", "127.0.0.1:0",
+		"-raft", "0.0.0.0:0", "-raft-advertise", "127.0.0.1:7000", "-gossip", "127.0.0.1:0"}
+	out, err := exec.CommandContext(ctx, nodeBinary(t), append([]string{"-id", "c1"}, args...)...).CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("the node started on 0.0.0.0 without a cluster key:\n%s", out)
+	}
+	var ee *exec.ExitError
+	msg := strings.TrimSpace(string(out))
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Contains(msg, "\n") || !strings.Contains(msg, "cluster key") {
+		t.Fatalf("got %v and %q; want exit 1 and one line asking for a cluster key", err, msg)
+	}
+	p := startProcEnv(t, []string{"RAFTSESSION_CLUSTER_KEY=" + strings.Repeat("A", 43) + "="}, append([]string{"-id", "c2"}, args...)...)
+	waitReady(t, newClient(t), p.admin)
+}
