@@ -35,7 +35,7 @@ func (d *pilotDelegate) AutopilotConfig() *autopilot.Config {
 	cfg := d.n.cfg
 	return &autopilot.Config{
 		CleanupDeadServers:      true,
-		LastContactThreshold:    max(2*cfg.HeartbeatTimeout, time.Second),
+		LastContactThreshold:    max(2*cfg.Raft.HeartbeatTimeout, time.Second),
 		MaxTrailingLogs:         1000,
 		MinQuorum:               uint(cfg.Voters/2 + 1),
 		ServerStabilizationTime: cfg.PromoteAfter,

@@ -350,7 +350,7 @@ func TestWrongGossipKeyCannotJoin(t *testing.T) {
 	cfg := testConfig(t, "intruder", t.TempDir())
 	cfg.GossipKeys = [][]byte{other}
 	cfg.Join = []string{nodes[0].GossipAddr()}
-	cfg.BootstrapExpect = 0
+	cfg.JoinOnly = true
 	intruder := mustStart(t, cfg)
 	// Give the join loop several attempts; the member list must stay 1.
 	deadline := time.Now().Add(2 * time.Second)

@@ -51,10 +51,14 @@ type Config struct {
 	// 1 with no Join bootstraps alone at once; with Join, a node first
 	// reaches a seed, and bootstraps only if nobody it sees has raft state.
 	// A node that has raft state never bootstraps again, and a node that
-	// sees any member with raft state waits to be added instead. 0 never
-	// bootstraps (a node that only joins). DefaultConfig sets 1; a zero
-	// Config literal therefore joins only.
+	// sees any member with raft state waits to be added instead. Default 1,
+	// so a Config with only NodeID, DataDir and the two addresses runs a
+	// working single node.
 	BootstrapExpect int
+
+	// JoinOnly makes a node that never bootstraps a cluster: it waits to be
+	// added by the leader of an existing one (found through Join).
+	JoinOnly bool
 
 	// Voters is how many voters autopilot keeps: stable non-voters are
 	// promoted up to this number; every other node stays a non-voting read
@@ -116,21 +120,9 @@ type Config struct {
 	// since they are enforced inside the replicated state machine.
 	Limits session.Limits
 
-	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout tune raft.
-	// The defaults (400ms, 400ms, 300ms) suit a LAN: a follower notices a
-	// dead leader within 400-800ms and an election usually finishes in one
-	// round, so writes resume within about one second of a leader crash.
-	HeartbeatTimeout   time.Duration
-	ElectionTimeout    time.Duration
-	LeaderLeaseTimeout time.Duration
-
-	// SnapshotInterval, SnapshotThreshold and TrailingLogs control log
-	// compaction: every SnapshotInterval the node snapshots if more than
-	// SnapshotThreshold entries were appended since the last one, keeping
-	// TrailingLogs entries for slow followers. Defaults 2m, 8192, 10240.
-	SnapshotInterval  time.Duration
-	SnapshotThreshold uint64
-	TrailingLogs      uint64
+	// Raft tunes the raft protocol and log compaction; the zero value takes
+	// the defaults, which suit a LAN.
+	Raft RaftConfig
 
 	// ForwardHold is how long a commit that finds no leader keeps trying
 	// (a leader election usually ends well within it) before it fails with
@@ -176,6 +168,25 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// RaftConfig tunes raft. Zero fields take the defaults.
+type RaftConfig struct {
+	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout tune raft.
+	// The defaults (400ms, 400ms, 300ms) suit a LAN: a follower notices a
+	// dead leader within 400-800ms and an election usually finishes in one
+	// round, so writes resume within about one second of a leader crash.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+
+	// SnapshotInterval, SnapshotThreshold and TrailingLogs control log
+	// compaction: every SnapshotInterval the node snapshots if more than
+	// SnapshotThreshold entries were appended since the last one, keeping
+	// TrailingLogs entries for slow followers. Defaults 2m, 8192, 10240.
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+}
+
 // TLSConfig is mutual TLS for the raft port.
 type TLSConfig struct {
 	// Certificate is this node's certificate, presented both as server and
@@ -211,26 +222,28 @@ func LoadTLS(certFile, keyFile, caFile string, allowedNames ...string) (*TLSConf
 func DefaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		NodeID:             host,
-		RaftAddr:           "127.0.0.1:7000",
-		GossipAddr:         "127.0.0.1:7946",
-		BootstrapExpect:    1,
-		Voters:             3,
-		ClusterName:        "raftsession",
-		HeartbeatTimeout:   400 * time.Millisecond,
-		ElectionTimeout:    400 * time.Millisecond,
-		LeaderLeaseTimeout: 300 * time.Millisecond,
-		SnapshotInterval:   2 * time.Minute,
-		SnapshotThreshold:  8192,
-		TrailingLogs:       10240,
-		ForwardHold:        2 * time.Second,
-		CommitTimeout:      5 * time.Second,
-		ReadWait:           250 * time.Millisecond,
-		MaxStale:           500 * time.Millisecond,
-		ExpireInterval:     30 * time.Second,
-		ReconcileInterval:  5 * time.Second,
-		PromoteAfter:       5 * time.Second,
-		DeadServerTimeout:  2 * time.Minute,
+		NodeID:          host,
+		RaftAddr:        "127.0.0.1:7000",
+		GossipAddr:      "127.0.0.1:7946",
+		BootstrapExpect: 1,
+		Voters:          3,
+		ClusterName:     "raftsession",
+		Raft: RaftConfig{
+			HeartbeatTimeout:   400 * time.Millisecond,
+			ElectionTimeout:    400 * time.Millisecond,
+			LeaderLeaseTimeout: 300 * time.Millisecond,
+			SnapshotInterval:   2 * time.Minute,
+			SnapshotThreshold:  8192,
+			TrailingLogs:       10240,
+		},
+		ForwardHold:       2 * time.Second,
+		CommitTimeout:     5 * time.Second,
+		ReadWait:          250 * time.Millisecond,
+		MaxStale:          500 * time.Millisecond,
+		ExpireInterval:    30 * time.Second,
+		ReconcileInterval: 5 * time.Second,
+		PromoteAfter:      5 * time.Second,
+		DeadServerTimeout: 2 * time.Minute,
 	}
 }
 
@@ -255,16 +268,19 @@ func (c Config) withDefaults() Config {
 	if c.ClusterName == "" {
 		c.ClusterName = d.ClusterName
 	}
-	if c.SnapshotThreshold == 0 {
-		c.SnapshotThreshold = d.SnapshotThreshold
+	if c.BootstrapExpect == 0 {
+		c.BootstrapExpect = d.BootstrapExpect
 	}
-	if c.TrailingLogs == 0 {
-		c.TrailingLogs = d.TrailingLogs
+	if c.Raft.SnapshotThreshold == 0 {
+		c.Raft.SnapshotThreshold = d.Raft.SnapshotThreshold
 	}
-	setDur(&c.HeartbeatTimeout, d.HeartbeatTimeout)
-	setDur(&c.ElectionTimeout, d.ElectionTimeout)
-	setDur(&c.LeaderLeaseTimeout, d.LeaderLeaseTimeout)
-	setDur(&c.SnapshotInterval, d.SnapshotInterval)
+	if c.Raft.TrailingLogs == 0 {
+		c.Raft.TrailingLogs = d.Raft.TrailingLogs
+	}
+	setDur(&c.Raft.HeartbeatTimeout, d.Raft.HeartbeatTimeout)
+	setDur(&c.Raft.ElectionTimeout, d.Raft.ElectionTimeout)
+	setDur(&c.Raft.LeaderLeaseTimeout, d.Raft.LeaderLeaseTimeout)
+	setDur(&c.Raft.SnapshotInterval, d.Raft.SnapshotInterval)
 	setDur(&c.ForwardHold, d.ForwardHold)
 	setDur(&c.CommitTimeout, d.CommitTimeout)
 	setDur(&c.ReadWait, d.ReadWait)
@@ -314,8 +330,8 @@ func (c *Config) validateIdentity(bad badFunc) {
 			bad("%s %q: %v", a.name, a.value, err)
 		}
 	}
-	if c.BootstrapExpect < 0 {
-		bad("BootstrapExpect %d is negative", c.BootstrapExpect)
+	if c.BootstrapExpect < 0 || c.BootstrapExpect > 100 {
+		bad("BootstrapExpect %d is not between 1 and 100 (JoinOnly makes a node that never bootstraps)", c.BootstrapExpect)
 	}
 	if c.Voters < 1 {
 		bad("Voters %d is less than 1", c.Voters)
@@ -379,16 +395,17 @@ func (c *Config) validateSecurity(bad badFunc) {
 }
 
 func (c *Config) validateTiming(bad badFunc) {
-	if c.MaxStale < c.LeaderLeaseTimeout {
+	r := c.Raft
+	if c.MaxStale < r.LeaderLeaseTimeout {
 		// A leader cut off from its quorum serves reads until its lease
 		// runs out; a replica must not be trusted for less than that.
-		bad("MaxStale %v is shorter than LeaderLeaseTimeout %v", c.MaxStale, c.LeaderLeaseTimeout)
+		bad("MaxStale %v is shorter than Raft.LeaderLeaseTimeout %v", c.MaxStale, r.LeaderLeaseTimeout)
 	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"HeartbeatTimeout", c.HeartbeatTimeout}, {"ElectionTimeout", c.ElectionTimeout},
-		{"LeaderLeaseTimeout", c.LeaderLeaseTimeout}, {"SnapshotInterval", c.SnapshotInterval},
+	}{{"Raft.HeartbeatTimeout", r.HeartbeatTimeout}, {"Raft.ElectionTimeout", r.ElectionTimeout},
+		{"Raft.LeaderLeaseTimeout", r.LeaderLeaseTimeout}, {"Raft.SnapshotInterval", r.SnapshotInterval},
 		{"ForwardHold", c.ForwardHold}, {"CommitTimeout", c.CommitTimeout}, {"ReadWait", c.ReadWait},
 		{"MaxStale", c.MaxStale}, {"ExpireInterval", c.ExpireInterval}, {"ReconcileInterval", c.ReconcileInterval},
 		{"PromoteAfter", c.PromoteAfter}, {"DeadServerTimeout", c.DeadServerTimeout}} {
@@ -396,8 +413,8 @@ func (c *Config) validateTiming(bad badFunc) {
 			bad("%s %v is negative", d.name, d.v)
 		}
 	}
-	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
-		bad("LeaderLeaseTimeout %v exceeds HeartbeatTimeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	if r.LeaderLeaseTimeout > r.HeartbeatTimeout {
+		bad("Raft.LeaderLeaseTimeout %v exceeds Raft.HeartbeatTimeout %v", r.LeaderLeaseTimeout, r.HeartbeatTimeout)
 	}
 }
 

@@ -96,8 +96,12 @@ func (n *Node) pokeReconcile() {
 }
 
 func (n *Node) localMeta() meta {
+	expect := n.cfg.BootstrapExpect
+	if n.cfg.JoinOnly {
+		expect = 0 // never counted among the founders
+	}
 	return meta{ID: n.cfg.NodeID, RaftAddr: n.raftAddr, Voter: !n.cfg.NonVoter,
-		Expect: n.cfg.BootstrapExpect, Cluster: n.cfg.ClusterName, HasState: n.hasState.Load(),
+		Expect: expect, Cluster: n.cfg.ClusterName, HasState: n.hasState.Load(),
 		Leaving: n.leaving.Load()}
 }
 
@@ -216,7 +220,7 @@ func (n *Node) peers() []meta {
 func (n *Node) bootstrapLoop() {
 	defer n.wg.Done()
 	expect := n.cfg.BootstrapExpect
-	if n.hasState.Load() || expect == 0 || n.cfg.NonVoter {
+	if n.hasState.Load() || n.cfg.JoinOnly || n.cfg.NonVoter {
 		return
 	}
 	tick := time.NewTicker(200 * time.Millisecond)
@@ -250,7 +254,7 @@ func (n *Node) bootstrapLoop() {
 				continue
 			}
 			if p.Expect != expect {
-				if !warned[p.ID] {
+				if !warned[p.ID] && p.Expect != 0 {
 					warned[p.ID] = true
 					n.log.Warn("member disagrees on bootstrap-expect; not bootstrapping with it", "member", p.ID, "its_expect", p.Expect, "ours", expect)
 				}

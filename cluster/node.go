@@ -207,13 +207,13 @@ func (n *Node) openRaft() error {
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
-	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
-	rc.ElectionTimeout = cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.HeartbeatTimeout = cfg.Raft.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.Raft.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout
 	rc.CommitTimeout = 20 * time.Millisecond
-	rc.SnapshotInterval = cfg.SnapshotInterval
-	rc.SnapshotThreshold = cfg.SnapshotThreshold
-	rc.TrailingLogs = cfg.TrailingLogs
+	rc.SnapshotInterval = cfg.Raft.SnapshotInterval
+	rc.SnapshotThreshold = cfg.Raft.SnapshotThreshold
+	rc.TrailingLogs = cfg.Raft.TrailingLogs
 	rc.BatchApplyCh = true
 	rc.MaxAppendEntries = 256
 	rc.ShutdownOnRemove = false
@@ -225,7 +225,7 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
 	}
-	if !hasState && cfg.BootstrapExpect == 1 && len(cfg.Join) == 0 {
+	if !hasState && !cfg.JoinOnly && cfg.BootstrapExpect == 1 && len(cfg.Join) == 0 {
 		if err := n.bootstrap([]raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(n.raftAddr)}}); err != nil {
 			return err
 		}

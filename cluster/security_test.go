@@ -285,7 +285,7 @@ func TestAttackRogueGossipMember(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, tc.id, t.TempDir())
-			cfg.BootstrapExpect = 0
+			cfg.JoinOnly = true
 			cfg.Join = []string{leader.GossipAddr()}
 			tc.set(&cfg)
 			rogue := mustStart(t, cfg)
@@ -518,7 +518,7 @@ func TestClusterKeyRollingChange(t *testing.T) {
 		}
 	}
 	cfg := testConfig(t, "old-key", t.TempDir())
-	cfg.ClusterKey, cfg.BootstrapExpect, cfg.Join = oldKey, 0, []string{nodes[0].GossipAddr()}
+	cfg.ClusterKey, cfg.JoinOnly, cfg.Join = oldKey, true, []string{nodes[0].GossipAddr()}
 	mustStart(t, cfg)
 	leader := leaderOf(nodes)
 	stayFalse(t, 2*time.Second, "a node with only the old key was added", func() bool {

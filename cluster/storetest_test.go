@@ -11,9 +11,9 @@ import (
 // fastElections makes a fresh single-node cluster elect within a few
 // hundred milliseconds, so the contract suite can start one per subtest.
 func fastElections(c *Config) {
-	c.HeartbeatTimeout = 100 * time.Millisecond
-	c.ElectionTimeout = 100 * time.Millisecond
-	c.LeaderLeaseTimeout = 50 * time.Millisecond
+	c.Raft.HeartbeatTimeout = 100 * time.Millisecond
+	c.Raft.ElectionTimeout = 100 * time.Millisecond
+	c.Raft.LeaderLeaseTimeout = 50 * time.Millisecond
 }
 
 func TestStoreContractSingleNode(t *testing.T) {
@@ -37,9 +37,9 @@ func TestStoreContractFollowerReads(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, cfg storetest.Config) session.Store {
 		nodes := startCluster(t, 3, func(c *Config) {
 			c.Limits = cfg.Limits
-			c.HeartbeatTimeout = time.Second
-			c.ElectionTimeout = time.Second
-			c.LeaderLeaseTimeout = 500 * time.Millisecond
+			c.Raft.HeartbeatTimeout = time.Second
+			c.Raft.ElectionTimeout = time.Second
+			c.Raft.LeaderLeaseTimeout = 500 * time.Millisecond
 		})
 		return followersOf(nodes)[0].Store()
 	})

@@ -89,7 +89,7 @@ func TestMutualTLS(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig(t, "intruder", t.TempDir())
 			cfg.TLS = tc.tls
-			cfg.BootstrapExpect = 0
+			cfg.JoinOnly = true
 			cfg.Join = []string{nodes[0].GossipAddr()}
 			intruder := mustStart(t, cfg)
 			// Its raft port cannot be dialled by the cluster, nor can it dial the cluster.

@@ -230,6 +230,9 @@ func (m *Main) clusterConfig(log *slog.Logger) (cluster.Config, error) {
 	cfg.GossipAddr, cfg.GossipAdvertise = c.GossipAddr, c.GossipAdvertise
 	cfg.Join = c.Join
 	cfg.BootstrapExpect = c.BootstrapExpect
+	if c.BootstrapExpect == 0 {
+		cfg.BootstrapExpect, cfg.JoinOnly = 1, true
+	}
 	cfg.Voters = c.Voters
 	cfg.ClusterName = c.ClusterName
 	if c.GossipKey != nil {
@@ -251,13 +254,13 @@ func (m *Main) clusterConfig(log *slog.Logger) (cluster.Config, error) {
 		cfg.TLS = tlsCfg
 	}
 	if c.SnapshotThreshold > 0 {
-		cfg.SnapshotThreshold = c.SnapshotThreshold
+		cfg.Raft.SnapshotThreshold = c.SnapshotThreshold
 	}
 	if c.TrailingLogs > 0 {
-		cfg.TrailingLogs = c.TrailingLogs
+		cfg.Raft.TrailingLogs = c.TrailingLogs
 	}
 	if c.SnapshotInterval > 0 {
-		cfg.SnapshotInterval = c.SnapshotInterval
+		cfg.Raft.SnapshotInterval = c.SnapshotInterval
 	}
 	if c.ExpireInterval > 0 {
 		cfg.ExpireInterval = c.ExpireInterval
