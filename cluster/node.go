@@ -22,6 +22,10 @@ import (
 	"github.com/raftsession/raftsession/session"
 )
 
+// ErrLastVoter is returned by Leave on the only voter of a cluster: its
+// leaving would end the cluster.
+var ErrLastVoter = errors.New("cluster: the last voter cannot leave")
+
 // ErrDataDirInUse is returned by Start when another process (or another
 // Node in this process) holds the data directory.
 var ErrDataDirInUse = errors.New("cluster: data directory is in use by another node")
@@ -569,7 +573,13 @@ func (n *Node) voters() int {
 // Leave removes the node from the cluster for good (scale-in): a leader
 // hands leadership over, the node is removed from the raft configuration,
 // leaves gossip, and stops. Its data directory is then stale.
+//
+// A node that cannot leave (the last voter) gets ErrLastVoter and keeps
+// running untouched.
 func (n *Node) Leave(ctx context.Context) error {
+	if n.isVoter(n.cfg.NodeID) && n.voters() <= 1 {
+		return ErrLastVoter
+	}
 	if n.raft.State() == raft.Leader && n.voters() > 1 {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("leadership transfer before leave failed", "err", err)
@@ -600,7 +610,7 @@ func (n *Node) removeSelf(ctx context.Context) error {
 		}
 		if n.raft.State() == raft.Leader {
 			if n.voters() <= 1 && n.isVoter(id) {
-				return errors.New("cluster: the last voter cannot leave")
+				return ErrLastVoter
 			}
 			if err := n.raft.RemoveServer(raft.ServerID(id), 0, 0).Error(); err == nil {
 				return nil

@@ -96,7 +96,11 @@ func (a *admin) leave(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
 	defer cancel()
 	if err := a.m.leave(ctx); err != nil {
-		writeText(w, http.StatusInternalServerError, "leave: "+firstLine(err.Error()))
+		code := http.StatusInternalServerError
+		if errors.Is(err, cluster.ErrLastVoter) {
+			code = http.StatusConflict // nothing changed; the node keeps serving
+		}
+		writeText(w, code, "leave: "+firstLine(err.Error()))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"left": true, "id": a.m.node.ID()})

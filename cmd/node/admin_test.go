@@ -26,6 +26,14 @@ func TestAdminEndpoints(t *testing.T) {
 		t.Errorf("admin X-Node: got %q, want t1", r.header.Get("X-Node"))
 	}
 	expect(t, "readyz", c.do("GET", admin+"/readyz", ""), 200)
+	// The only voter cannot leave; the refusal changes nothing.
+	expect(t, "leave of the last voter", c.do("POST", admin+"/cluster/leave", ""), 409)
+	expect(t, "readyz after a refused leave", c.do("GET", admin+"/readyz", ""), 200)
+	select {
+	case <-m.Done():
+		t.Fatal("a refused leave stopped the node")
+	default:
+	}
 
 	expect(t, "login", c.do("POST", app+"/api/login?user=alice", ""), 200)
 	r = c.do("GET", admin+"/cluster/status", "")

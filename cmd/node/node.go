@@ -47,7 +47,7 @@ type Main struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	left      chan struct{} // closed when the node left the cluster through the admin API
-	leaveOnce sync.Once
+	leaveMu   sync.Mutex
 	closeOnce sync.Once
 	closeErr  error
 	leftNode  atomic.Bool
@@ -387,18 +387,19 @@ func (m *Main) Done() <-chan struct{} { return m.left }
 func (m *Main) Err() <-chan error { return m.serveErr }
 
 func (m *Main) leave(ctx context.Context) error {
-	var err error
-	ran := false
-	m.leaveOnce.Do(func() {
-		ran = true
-		m.log.Info("leaving the cluster")
-		err = m.node.Leave(ctx)
-		m.leftNode.Store(true)
-		close(m.left)
-	})
-	if !ran {
+	m.leaveMu.Lock()
+	defer m.leaveMu.Unlock()
+	if m.leftNode.Load() {
 		return errors.New("already left")
 	}
+	m.log.Info("leaving the cluster")
+	err := m.node.Leave(ctx)
+	if errors.Is(err, cluster.ErrLastVoter) {
+		// Nothing changed: the node keeps serving.
+		return err
+	}
+	m.leftNode.Store(true)
+	close(m.left)
 	return err
 }
 
