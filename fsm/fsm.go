@@ -43,6 +43,11 @@ type FSM struct {
 	nwait   atomic.Int64
 	waitMu  sync.Mutex
 	waiters waitHeap
+
+	// keyMu guards keySig, closed and replaced whenever the keyring may
+	// have changed (see KeyringChanged).
+	keyMu  sync.Mutex
+	keySig chan struct{}
 }
 
 var (
@@ -52,7 +57,7 @@ var (
 
 // New returns an empty FSM.
 func New(cfg Config) *FSM {
-	f := &FSM{limits: cfg.Limits.WithDefaults()}
+	f := &FSM{limits: cfg.Limits.WithDefaults(), keySig: make(chan struct{})}
 	f.st.Store(newState())
 	return f
 }
@@ -140,9 +145,13 @@ func (f *FSM) apply(st *state, l *raft.Log) *Result {
 		}
 		res.Destroyed = len(keys)
 	case KindAddSigningKey:
-		res.Err = st.addSigningKey(cmd.KeyID, cmd.Secret, now)
+		if res.Err = st.addSigningKey(cmd.KeyID, cmd.Secret, now); res.Err == nil {
+			f.signalKeyring()
+		}
 	case KindRetireSigningKey:
-		res.Err = st.retireSigningKey(cmd.KeyID)
+		if res.Err = st.retireSigningKey(cmd.KeyID); res.Err == nil {
+			f.signalKeyring()
+		}
 	case KindNoop:
 	}
 	return res

@@ -159,6 +159,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.st.Store(st)
 	f.setApplied(index)
+	f.signalKeyring()
 	return nil
 }
 
