@@ -384,6 +384,7 @@ func (n *Node) leadDuties(ctx context.Context) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	defer n.startSigningKeyCheck(ctx)()
 	n.pilot.Start(ctx)
 	defer func() { <-n.pilot.Stop() }()
 	expire := time.NewTicker(n.cfg.ExpireInterval)
