@@ -240,30 +240,15 @@ func ownedSessions(ctx context.Context, s *session.Session) ([]ownedJSON, error)
 
 // fail answers a handler error with the status its kind calls for.
 func (d *demo) fail(w http.ResponseWriter, r *http.Request, err error) {
-	code := statusOf(err)
-	if code >= 500 {
+	if httpmw.StatusCode(err) >= 500 {
 		d.log.Warn("demo request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	if code == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	http.Error(w, http.StatusText(code), code)
+	httpmw.WriteError(w, r, err)
 }
 
-// statusOf maps error kinds to HTTP status codes.
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, session.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, session.ErrInvalid), errors.Is(err, session.ErrNotInteger):
-		return http.StatusBadRequest
-	case errors.Is(err, session.ErrDestroyed), errors.Is(err, session.ErrNotFound):
-		return http.StatusConflict
-	case session.Unavailable(err), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+// statusOf is httpmw's error table (the one the adapters use too), under
+// the name the admin and page handlers call.
+var statusOf = httpmw.StatusCode
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, err := json.Marshal(v)

@@ -29,12 +29,10 @@ type Main struct {
 	// are applied (tests shorten timeouts with it).
 	ClusterTuning func(*cluster.Config)
 
-	keyGrace time.Duration // signGrace when zero; tests shorten it
 	log      *slog.Logger
 	node     *cluster.Node
-	keys     *keyring // nil with -secret
-	static   *httpmw.Manager
-	sessions atomic.Pointer[http.Handler] // the demo behind the session middleware, once it can sign cookies
+	keys     *keyring     // nil with -secret
+	sessions http.Handler // the demo behind the session middleware
 
 	httpLn, adminLn   net.Listener
 	httpSrv, adminSrv *http.Server
@@ -111,33 +109,21 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return startErr(c, err)
 	}
 
-	demo := newDemo(c.ID, m.log)
-	build := func(secrets [][]byte) (*httpmw.Manager, error) {
-		mgr, err := httpmw.New(m.node.Store(), httpmw.Options{
-			Secrets:     secrets,
-			Consistency: c.Consistency,
-			Logger:      m.log,
-		})
-		if err != nil {
-			return nil, err
-		}
-		h := mgr.Handler(demo)
-		m.sessions.Store(&h)
-		return mgr, nil
-	}
-	var keyCount func() int
+	// Without -secret the middleware follows the cluster's replicated
+	// keyring: httpmw takes the keys from the store.
+	opt := httpmw.Options{Consistency: c.Consistency, Logger: m.log}
+	keyCount := func() int { return len(m.node.Store().SigningKeys()) }
 	if c.Secret != nil {
-		if m.static, err = build([][]byte{c.Secret}); err != nil {
-			return fmt.Errorf("-secret: %v", err)
-		}
+		opt.Secrets = [][]byte{c.Secret}
 		keyCount = func() int { return 1 }
 	} else {
-		m.keys = newKeyring(m.node, m.log, build)
-		if m.keyGrace > 0 {
-			m.keys.grace = m.keyGrace
-		}
-		keyCount = func() int { return len(m.node.Store().SigningKeys()) }
+		m.keys = newKeyring(m.node)
 	}
+	mgr, err := httpmw.New(m.node.Store(), opt)
+	if err != nil {
+		return fmt.Errorf("-secret: %v", err)
+	}
+	m.sessions = mgr.Handler(newDemo(c.ID, m.log))
 
 	reg, err := newRegistry(m.node, keyCount)
 	if err != nil {
@@ -145,16 +131,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	adm := &admin{m: m, reg: reg}
 
-	var runCtx context.Context
-	runCtx, m.cancel = context.WithCancel(context.Background())
-	if m.keys != nil {
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			m.keys.run(runCtx)
-		}()
-	}
-	m.httpSrv = m.newServer(http.HandlerFunc(m.serveApp))
+	// Nothing of Run's own needs a context now; close and shutdownPartial
+	// still call cancel.
+	_, m.cancel = context.WithCancel(context.Background())
+	m.httpSrv = m.newServer(m.sessions)
 	m.adminSrv = m.newServer(adm.handler())
 	m.serve(m.httpSrv, m.httpLn)
 	m.serve(m.adminSrv, m.adminLn)
@@ -259,21 +239,14 @@ func (m *Main) serve(srv *http.Server, ln net.Listener) {
 	}()
 }
 
-// serveApp is the demo app behind the session middleware, or 503 until
-// the cluster has a signing key.
-func (m *Main) serveApp(w http.ResponseWriter, r *http.Request) {
-	if h := m.sessionHandler(); h != nil {
-		h.ServeHTTP(w, r)
-		return
-	}
-	waitingForKey(w, r)
-}
-
+// sessionHandler returns the demo behind the session middleware, or nil
+// while it cannot sign cookies yet (a new cluster before its first leader
+// created the replicated key; the middleware answers 503 meanwhile).
 func (m *Main) sessionHandler() http.Handler {
-	if p := m.sessions.Load(); p != nil {
-		return *p
+	if m.keys != nil && len(m.node.Store().SigningKeys()) == 0 {
+		return nil
 	}
-	return nil
+	return m.sessions
 }
 
 // HTTPAddr is the bound address of the demo app (useful with port 0).
