@@ -42,9 +42,11 @@ type Node struct {
 	pilot    *autopilot.Autopilot
 	store    *Store
 	raftAddr string
-	reads    *readIndexer
-	metrics  Metrics
-	hasState atomic.Bool
+	// gossipAdv is the advertised gossip address, set once gossip starts.
+	gossipAdv string
+	reads     *readIndexer
+	metrics   Metrics
+	hasState  atomic.Bool
 	// lastCommitted is the highest index committed through this node.
 	lastCommitted atomic.Uint64
 	// fence is the lowest index this replica may serve reads at: raised
