@@ -142,6 +142,10 @@ func (n *Node) startGossip() error {
 	if err != nil {
 		return fmt.Errorf("cluster: start gossip on %s: %w", cfg.GossipAddr, err)
 	}
+	// Read once, before any loop runs: memberlist rewrites the local node
+	// in place (UpdateNode) without a lock readers of LocalNode could take.
+	ln := n.ml.LocalNode()
+	n.gossipAdv = net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
 	n.pilot = newAutopilot(n)
 	return nil
 }
@@ -161,13 +165,7 @@ func splitHostPort(addr string) (string, int, error) {
 	return h, port, nil
 }
 
-func (n *Node) gossipAddr() string {
-	if n.ml == nil {
-		return ""
-	}
-	ln := n.ml.LocalNode()
-	return net.JoinHostPort(ln.Addr.String(), strconv.Itoa(int(ln.Port)))
-}
+func (n *Node) gossipAddr() string { return n.gossipAdv }
 
 // GossipAddr is the advertised gossip address, for other nodes' Join.
 func (n *Node) GossipAddr() string { return n.gossipAddr() }

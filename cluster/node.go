@@ -46,7 +46,9 @@ type Node struct {
 	pilot    *autopilot.Autopilot
 	store    *Store
 	raftAddr string
-	reads    *readIndexer
+	// gossipAdv is the advertised gossip address, set once gossip starts.
+	gossipAdv string
+	reads     *readIndexer
 	// keyCipher seals the signing keyring; nil without a cluster key.
 	keyCipher *keyringCipher
 	metrics   Metrics
@@ -438,6 +440,7 @@ func (n *Node) leadDuties(ctx context.Context) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	defer n.startSigningKeyCheck(ctx)()
 	n.pilot.Start(ctx)
 	defer func() { <-n.pilot.Stop() }()
 	expire := time.NewTicker(n.cfg.ExpireInterval)

@@ -59,6 +59,11 @@ type FSM struct {
 	nwait   atomic.Int64
 	waitMu  sync.Mutex
 	waiters waitHeap
+
+	// keyMu guards keySig, closed and replaced whenever the keyring may
+	// have changed (see KeyringChanged).
+	keyMu  sync.Mutex
+	keySig chan struct{}
 }
 
 var (
@@ -68,7 +73,8 @@ var (
 
 // New returns an empty FSM.
 func New(cfg Config) *FSM {
-	f := &FSM{limits: cfg.Limits.WithDefaults(), maxSessions: int64(max(cfg.MaxSessions, 0)), maxBytes: max(cfg.MaxBytes, 0)}
+	f := &FSM{limits: cfg.Limits.WithDefaults(), maxSessions: int64(max(cfg.MaxSessions, 0)), maxBytes: max(cfg.MaxBytes, 0),
+		keySig: make(chan struct{})}
 	f.st.Store(newState())
 	return f
 }
@@ -152,11 +158,17 @@ func (f *FSM) apply(st *state, l *raft.Log) *Result {
 	case KindExpire:
 		res.Destroyed = st.reclaim(cmd.Time)
 	case KindAddSigningKey:
-		res.Err = st.addSigningKey(cmd.KeyID, cmd.Secret, now)
+		if res.Err = st.addSigningKey(cmd.KeyID, cmd.Secret, now); res.Err == nil {
+			f.signalKeyring()
+		}
 	case KindRetireSigningKey:
-		res.Err = st.retireSigningKey(cmd.KeyID)
+		if res.Err = st.retireSigningKey(cmd.KeyID); res.Err == nil {
+			f.signalKeyring()
+		}
 	case KindResealSigningKey:
-		res.Err = st.resealSigningKey(cmd.KeyID, cmd.Secret)
+		if res.Err = st.resealSigningKey(cmd.KeyID, cmd.Secret); res.Err == nil {
+			f.signalKeyring()
+		}
 	case KindNoop:
 	}
 	return res

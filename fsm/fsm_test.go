@@ -293,9 +293,20 @@ func TestSigningKeys(t *testing.T) {
 		{EncodeRetireSigningKey("k1"), nil, []string{"k2"}},
 	}
 	for i, s := range steps {
+		changed := n.f.KeyringChanged()
 		r := n.apply(s.cmd)
 		if !errors.Is(r.Err, s.wantErr) || (s.wantErr == nil) != (r.Err == nil) {
 			t.Fatalf("step %d: got error %v, want %v", i, r.Err, s.wantErr)
+		}
+		select {
+		case <-changed:
+			if s.wantErr != nil {
+				t.Errorf("step %d: a rejected command signalled a keyring change", i)
+			}
+		default:
+			if s.wantErr == nil {
+				t.Errorf("step %d: the keyring changed without a signal", i)
+			}
 		}
 		var ids []string
 		for _, k := range n.f.SigningKeys() {

@@ -160,6 +160,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.st.Store(st)
 	f.setApplied(index)
+	f.signalKeyring()
 	return nil
 }
 

@@ -52,8 +52,14 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	data := persist(t, src.f)
 	dst := populated(t, 5) // Restore must discard this state entirely.
 	rc := &readCloser{Reader: bytes.NewReader(data)}
+	changed := dst.f.KeyringChanged()
 	if err := dst.f.Restore(rc); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	default:
+		t.Error("Restore replaced the keyring without signalling KeyringChanged")
 	}
 	if !rc.closed {
 		t.Error("Restore did not close its reader")

@@ -3,7 +3,7 @@
 // handlers a [session.Session] through [FromContext], and commits what the
 // handler changed before the first byte of the response leaves.
 //
-//	m, err := httpmw.New(store, httpmw.Options{Secrets: [][]byte{key}})
+//	m, err := httpmw.New(store, httpmw.Options{}) // secrets: see below
 //	if err != nil {
 //		return err
 //	}
@@ -19,6 +19,21 @@
 //		...
 //	})
 //	http.ListenAndServe(":8080", m.Handler(mux))
+//
+// # Secrets
+//
+// [Options.Secrets] is optional. Without it, a Manager over a store that
+// is a [SecretSource] (cluster.Store: a replicated keyring the first
+// leader creates, rotated with cluster.Node.RotateSigningKey) follows the
+// store's secrets as they change, and a Manager over any other store signs
+// with a random secret of its own process, which is what a single-process
+// app over a session.MemoryStore needs.
+//
+// # Errors
+//
+// [StatusCode] maps every session error to an HTTP status, and
+// [WriteError] answers with it; handlers and framework adapters use them
+// so that an unavailable store is a 503 everywhere.
 //
 // # Cookie
 //

@@ -59,7 +59,7 @@ func ExampleFromContext() {
 	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, err := httpmw.FromContext(r.Context()).Incr(r.Context(), "views", 1)
 		if err != nil {
-			http.Error(w, "try again", http.StatusServiceUnavailable)
+			httpmw.WriteError(w, r, err) // 503 while the store is unavailable
 			return
 		}
 		fmt.Fprint(w, n)
@@ -81,4 +81,36 @@ func ExampleFromContext() {
 	// 1
 	// 2
 	// 3
+}
+
+// A single-process app needs no secret: over a MemoryStore the Manager
+// signs with a random secret of its own. Over a cluster's store it uses the
+// cluster's replicated keyring instead.
+func ExampleNew_noSecret() {
+	store := session.NewMemoryStore(session.MemoryOptions{})
+	defer store.Close()
+	m, err := httpmw.New(store, httpmw.Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		httpmw.FromContext(r.Context()).Set("cart", 3)
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/cart", nil))
+	fmt.Println(rec.Code, len(rec.Result().Cookies()))
+	// Output:
+	// 200 1
+}
+
+// StatusCode maps session errors to the HTTP status that answers them.
+func ExampleStatusCode() {
+	fmt.Println(httpmw.StatusCode(session.ErrTooLarge))
+	fmt.Println(httpmw.StatusCode(fmt.Errorf("commit: %w", session.ErrNoLeader)))
+	fmt.Println(httpmw.StatusCode(session.ErrCASFailed))
+	// Output:
+	// 413
+	// 503
+	// 409
 }

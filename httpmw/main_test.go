@@ -20,11 +20,8 @@ import (
 
 // TestMain fails the package's tests if any goroutine outlives them: a
 // store janitor, a test server, or a request the middleware left behind.
-// The one exception is the janitor scs.New starts for the default store of
-// the benchmark baseline, which scs cannot stop without a data race.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		goleak.IgnoreTopFunction("github.com/alexedwards/scs/v2/memstore.(*MemStore).startCleanup"))
+	goleak.VerifyTestMain(m)
 }
 
 var (

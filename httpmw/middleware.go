@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -22,13 +23,21 @@ type Manager struct {
 	store  session.Store
 	opt    Options
 	cfg    session.Config
-	cookie atomic.Pointer[cookieCodec] // swapped whole by SetSecrets
+	cookie atomic.Pointer[cookieCodec] // swapped whole; nil while a source has no secret
 	load   session.LoadOptions
+
+	// source, when set, provides the secrets (see SecretSource); sourced
+	// is the channel of its last answer.
+	source  SecretSource
+	srcMu   sync.Mutex
+	sourced atomic.Pointer[sourceState]
 }
 
-// New returns a Manager over store with opt's defaults filled in. It fails
-// when store is nil, when no secret is given or one is shorter than
-// [MinSecretLen], or when an option is invalid.
+// New returns a Manager over store with opt's defaults filled in. Without
+// [Options.Secrets] it takes the store's secrets when the store is a
+// [SecretSource] (a cluster's replicated keyring) and otherwise signs with
+// a random secret of this process. It fails when store is nil, when a
+// secret is shorter than [MinSecretLen], or when an option is invalid.
 func New(store session.Store, opt Options) (*Manager, error) {
 	if store == nil {
 		return nil, errors.New("httpmw: nil store")
@@ -42,7 +51,7 @@ func New(store session.Store, opt Options) (*Manager, error) {
 		opt:   opt,
 		load:  session.LoadOptions{Level: opt.Consistency, Wait: opt.ConsistencyWait},
 	}
-	m.cookie.Store(newCookieCodec(opt.CookieName, opt.Secrets))
+	m.initSecrets()
 	gen := opt.IDGenerator
 	m.cfg = session.Config{
 		Store:       store,
@@ -76,6 +85,8 @@ func New(store session.Store, opt Options) (*Manager, error) {
 // new ones. The secrets are copied. Cookies signed by a secret that is no
 // longer in the list stop verifying, so their sessions look new: keep an
 // old secret until the cookies it signed have been re-signed or expired.
+// A Manager that follows a [SecretSource] uses these secrets until the
+// source's next change.
 func (m *Manager) SetSecrets(secrets [][]byte) error {
 	cp, err := copySecrets(secrets)
 	if err != nil {
@@ -147,7 +158,11 @@ type request struct {
 }
 
 func (m *Manager) serve(next http.Handler, w http.ResponseWriter, r *http.Request) {
-	rq := &request{m: m, cookie: m.cookie.Load()}
+	rq := &request{m: m, cookie: m.codec()}
+	if rq.cookie == nil {
+		m.fail(w, r, "load", ErrNoSecrets)
+		return
+	}
 	rq.rw = responseWriter{ResponseWriter: w, rq: rq}
 	id, index, signer, present := rq.cookie.readCookie(r)
 	rq.hadCookie = present
@@ -196,15 +211,6 @@ func (m *Manager) fail(w http.ResponseWriter, r *http.Request, op string, err er
 		delete(h, k)
 	}
 	m.opt.ErrorHandler(w, r, err)
-}
-
-func defaultErrorHandler(w http.ResponseWriter, _ *http.Request, err error) {
-	code := http.StatusInternalServerError
-	if session.Unavailable(err) || errors.Is(err, context.DeadlineExceeded) {
-		code = http.StatusServiceUnavailable
-		w.Header().Set("Retry-After", "1")
-	}
-	http.Error(w, http.StatusText(code), code)
 }
 
 // begin is the commit point: it commits the session and sets the response

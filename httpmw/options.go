@@ -32,8 +32,14 @@ type Options struct {
 	// cookies; every one verifies, so a secret can be rotated by putting
 	// the new one first and dropping the old one after the longest session
 	// lifetime. Each must be at least MinSecretLen bytes of random data.
-	// Required: New fails without one. [Manager.SetSecrets] replaces them
-	// at run time.
+	// [Manager.SetSecrets] replaces them at run time.
+	//
+	// Default: none, and the Manager takes the store's secrets when the
+	// store is a [SecretSource] (a cluster's replicated keyring, rotated
+	// with cluster.Node.RotateSigningKey), or else signs with a random
+	// secret made for this process, which suits a session.MemoryStore
+	// (its sessions end with the process anyway). Set Secrets for a store
+	// shared by several processes that is not a SecretSource.
 	Secrets [][]byte
 
 	// CookieName is the cookie's name. Default "sid".
@@ -98,9 +104,9 @@ type Options struct {
 	// bytes).
 	IDGenerator func() string
 	// ErrorHandler answers a request whose session could not be loaded or
-	// committed; the error is already logged. Default: 503 Service
-	// Unavailable with Retry-After: 1 when [session.Unavailable] (or a
-	// deadline), 500 otherwise; the body is the status text only.
+	// committed; the error is already logged. Default [WriteError]: the
+	// status of [StatusCode] (503 Service Unavailable with Retry-After: 1
+	// when the store is unavailable), the body the status text only.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 	// Consistency is how fresh a session a request reads. Default
@@ -125,11 +131,13 @@ type Options struct {
 
 // withDefaults validates o and returns it with defaults filled in.
 func (o Options) withDefaults() (Options, error) {
-	secrets, err := copySecrets(o.Secrets)
-	if err != nil {
-		return o, err
+	if len(o.Secrets) > 0 {
+		secrets, err := copySecrets(o.Secrets)
+		if err != nil {
+			return o, err
+		}
+		o.Secrets = secrets
 	}
-	o.Secrets = secrets
 	if o.CookieName == "" {
 		o.CookieName = "sid"
 	}
@@ -161,7 +169,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.ConsistencyWait = 250 * time.Millisecond
 	}
 	if o.ErrorHandler == nil {
-		o.ErrorHandler = defaultErrorHandler
+		o.ErrorHandler = WriteError
 	}
 	if o.Codec == nil {
 		o.Codec = session.JSONCodec{}
@@ -185,7 +193,7 @@ func (o Options) withDefaults() (Options, error) {
 // a deep copy, so that a caller reusing its slices cannot change the keys.
 func copySecrets(in [][]byte) ([][]byte, error) {
 	if len(in) == 0 {
-		return nil, errors.New("httpmw: Options.Secrets is empty: at least one secret is required")
+		return nil, errors.New("httpmw: no secret: at least one is required")
 	}
 	out := make([][]byte, len(in))
 	for i, s := range in {

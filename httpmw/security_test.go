@@ -124,7 +124,6 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		name string
 		opt  Options
 	}{
-		{"no secret", Options{}},
 		{"short secret", Options{Secrets: [][]byte{[]byte("short")}}},
 		{"short second secret", Options{Secrets: [][]byte{testSecret, []byte("short")}}},
 		{"bad cookie name", Options{Secrets: [][]byte{testSecret}, CookieName: "a b"}},
@@ -164,9 +163,9 @@ func (s *failingStore) Commit(ctx context.Context, c *session.Change) (session.R
 	return s.MemoryStore.Commit(ctx, c)
 }
 
-// A failed commit replaces the response with the error handler's: 503 and
-// Retry-After for an unavailable store, 500 otherwise, no internals, no
-// cookie, and none of the handler's bytes.
+// A failed commit replaces the response with the error handler's: the
+// status of StatusCode (503 and Retry-After for an unavailable or full
+// store), no internals, no cookie, and none of the handler's bytes.
 func TestCommitFailure(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -178,7 +177,8 @@ func TestCommitFailure(t *testing.T) {
 	}{
 		{"no leader on commit", session.ErrNoLeader, false, 503, true, false},
 		{"timeout on commit, handler writes body", session.ErrTimeout, false, 503, true, true},
-		{"too large on commit", session.ErrTooLarge, false, 500, false, true},
+		{"too large on commit", session.ErrTooLarge, false, 413, false, true},
+		{"quota on commit", session.ErrQuota, false, 503, true, false},
 		{"no leader on load", session.ErrNoLeader, true, 503, true, false},
 		{"internal error on load", errors.New("disk on fire"), true, 500, false, false},
 	}

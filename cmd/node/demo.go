@@ -243,41 +243,12 @@ func (d *demo) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if statusOf(err) >= 500 && !errors.Is(err, session.ErrQuota) {
 		d.log.Warn("demo request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeError(w, err)
+	httpmw.WriteError(w, r, err)
 }
 
-// quotaRetryAfter is the Retry-After, in seconds, of a refusal because the
-// store is full (-max-sessions, -max-bytes): room comes back as sessions
-// end, not within a second.
-const quotaRetryAfter = "30"
-
-// writeError answers err with the status its kind calls for; the
-// session middleware uses it too, for failed loads and commits.
-func writeError(w http.ResponseWriter, err error) {
-	code := statusOf(err)
-	switch {
-	case errors.Is(err, session.ErrQuota):
-		w.Header().Set("Retry-After", quotaRetryAfter)
-	case code == http.StatusServiceUnavailable:
-		w.Header().Set("Retry-After", "1")
-	}
-	http.Error(w, http.StatusText(code), code)
-}
-
-// statusOf maps error kinds to HTTP status codes.
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, session.ErrTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, session.ErrInvalid), errors.Is(err, session.ErrNotInteger):
-		return http.StatusBadRequest
-	case errors.Is(err, session.ErrDestroyed), errors.Is(err, session.ErrNotFound):
-		return http.StatusConflict
-	case errors.Is(err, session.ErrQuota), session.Unavailable(err), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+// statusOf is httpmw's error table (the one the adapters use too), under
+// the name the admin and page handlers call.
+var statusOf = httpmw.StatusCode
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, err := json.Marshal(v)

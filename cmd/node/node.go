@@ -33,12 +33,10 @@ type Main struct {
 	// are applied (tests shorten timeouts with it).
 	ClusterTuning func(*cluster.Config)
 
-	keyGrace time.Duration // signGrace when zero; tests shorten it
 	log      *slog.Logger
 	node     *cluster.Node
-	keys     *keyring // nil with -secret
-	static   *httpmw.Manager
-	sessions atomic.Pointer[http.Handler] // the demo behind the session middleware, once it can sign cookies
+	keys     *keyring     // nil with -secret
+	sessions http.Handler // the demo behind the session middleware
 
 	httpLn, adminLn   net.Listener
 	httpSrv, adminSrv *http.Server
@@ -140,16 +138,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	adm := &admin{m: m, reg: reg}
 
-	var runCtx context.Context
-	runCtx, m.cancel = context.WithCancel(context.Background())
-	if m.keys != nil {
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			m.keys.run(runCtx)
-		}()
-	}
-	m.httpSrv = m.newServer(http.HandlerFunc(m.serveApp))
+	// Nothing of Run's own needs a context now; close and shutdownPartial
+	// still call cancel.
+	_, m.cancel = context.WithCancel(context.Background())
+	m.httpSrv = m.newServer(m.sessions)
 	m.adminSrv = m.newServer(newAdminGuard(adm.handler(), c.AdminToken, c.AdminAddr, c.AdminAllowedHosts))
 	m.serve(m.httpSrv, m.httpLn)
 	m.serve(m.adminSrv, m.adminLn)
@@ -185,40 +177,29 @@ func (m *Main) listen() error {
 // startSessions puts the demo behind the session middleware: at once
 // with -secret, else once the cluster has a replicated signing key. It
 // returns how many signing keys are in use, for the metrics.
+// startSessions puts the session middleware in front of the demo app.
+// Without -secret the middleware follows the cluster's replicated keyring
+// (httpmw takes the keys from the store, and answers 503 until the first
+// leader has created one).
 func (m *Main) startSessions() (keyCount func() int, err error) {
 	c := m.Config
-	demo := newDemo(c.ID, m.log)
-	build := func(secrets [][]byte) (*httpmw.Manager, error) {
-		opt := httpmw.Options{
-			Secrets:      secrets,
-			Consistency:  c.Consistency,
-			Logger:       m.log,
-			CookieName:   c.CookieName,
-			TrustProxy:   c.TrustProxy,
-			ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) { writeError(w, err) },
-		}
-		if c.CookieSecure {
-			opt.Secure = httpmw.On
-		}
-		mgr, err := httpmw.New(m.node.Store(), opt)
-		if err != nil {
-			return nil, err
-		}
-		h := mgr.Handler(demo)
-		m.sessions.Store(&h)
-		return mgr, nil
+	opt := httpmw.Options{Consistency: c.Consistency, Logger: m.log, CookieName: c.CookieName, TrustProxy: c.TrustProxy}
+	if c.CookieSecure {
+		opt.Secure = httpmw.On
 	}
+	keyCount = func() int { return len(m.node.Store().SigningKeys()) }
 	if c.Secret != nil {
-		if m.static, err = build([][]byte{c.Secret}); err != nil {
-			return nil, fmt.Errorf("-secret: %v", err)
-		}
-		return func() int { return 1 }, nil
+		opt.Secrets = [][]byte{c.Secret}
+		keyCount = func() int { return 1 }
+	} else {
+		m.keys = newKeyring(m.node)
 	}
-	m.keys = newKeyring(m.node, m.log, build)
-	if m.keyGrace > 0 {
-		m.keys.grace = m.keyGrace
+	mgr, err := httpmw.New(m.node.Store(), opt)
+	if err != nil {
+		return nil, fmt.Errorf("-secret: %v", err)
 	}
-	return func() int { return len(m.node.Store().SigningKeys()) }, nil
+	m.sessions = mgr.Handler(newDemo(c.ID, m.log))
+	return keyCount, nil
 }
 
 func (m *Main) clusterConfig(log *slog.Logger) (cluster.Config, error) {
@@ -353,21 +334,14 @@ func (m *Main) serve(srv *http.Server, ln net.Listener) {
 	}()
 }
 
-// serveApp is the demo app behind the session middleware, or 503 until
-// the cluster has a signing key.
-func (m *Main) serveApp(w http.ResponseWriter, r *http.Request) {
-	if h := m.sessionHandler(); h != nil {
-		h.ServeHTTP(w, r)
-		return
-	}
-	waitingForKey(w, r)
-}
-
+// sessionHandler returns the demo behind the session middleware, or nil
+// while it cannot sign cookies yet (a new cluster before its first leader
+// created the replicated key; the middleware answers 503 meanwhile).
 func (m *Main) sessionHandler() http.Handler {
-	if p := m.sessions.Load(); p != nil {
-		return *p
+	if m.keys != nil && len(m.node.Store().SigningKeys()) == 0 {
+		return nil
 	}
-	return nil
+	return m.sessions
 }
 
 // HTTPAddr is the bound address of the demo app (useful with port 0).

@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,15 +16,14 @@ var build struct {
 }
 
 // Build compiles cmd/node once per process and returns the binary's path.
+// It builds the package by import path, so the copy it gets is the one
+// this module requires: the repository's own, through the replace
+// directive (or the go.work) at the root.
 // Later calls return the same binary. Set E2E_RACE=1 to build with -race.
 // [Cleanup] removes it.
 func Build() (string, error) {
 	build.once.Do(func() {
-		root, err := moduleRoot()
-		if err != nil {
-			build.err = err
-			return
-		}
+		var err error
 		build.dir, err = os.MkdirTemp("", "raftsession-e2e-bin-")
 		if err != nil {
 			build.err = err
@@ -36,11 +34,9 @@ func Build() (string, error) {
 		if os.Getenv("E2E_RACE") == "1" {
 			args = append(args, "-race")
 		}
-		args = append(args, "./cmd/node")
-		cmd := exec.Command("go", args...)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("harness: go build ./cmd/node: %w\n%s", err, out)
+		args = append(args, "github.com/raftsession/raftsession/cmd/node")
+		if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+			build.err = fmt.Errorf("harness: go build cmd/node: %w\n%s", err, out)
 		}
 	})
 	return build.bin, build.err
@@ -50,23 +46,5 @@ func Build() (string, error) {
 func Cleanup() {
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
-	}
-}
-
-// moduleRoot finds the directory of go.mod above the working directory.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("harness: no go.mod above the working directory")
-		}
-		dir = parent
 	}
 }
