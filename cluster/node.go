@@ -35,6 +35,7 @@ type Node struct {
 	raft     *raft.Raft
 	trans    *raft.NetworkTransport
 	bolt     *raftboltdb.BoltStore
+	wal      *walLog // nil when the log lives in bolt
 	mux      *mux
 	client   *forwardClient
 	server   *forwardServer
@@ -143,9 +144,9 @@ func (n *Node) openRaft() error {
 	if err := checkClusterName(n.bolt, cfg.ClusterName); err != nil {
 		return err
 	}
-	logs, err := raft.NewLogCache(512, n.bolt)
+	logs, err := n.openLogStore()
 	if err != nil {
-		return fmt.Errorf("cluster: log cache: %w", err)
+		return err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLog(n.log, "snapshot"))
 	if err != nil {
@@ -493,6 +494,9 @@ func (n *Node) shutdown() error {
 	}
 	if n.mux != nil {
 		n.mux.close()
+	}
+	if n.wal != nil {
+		errs = append(errs, n.wal.Close())
 	}
 	if n.bolt != nil {
 		errs = append(errs, n.bolt.Close())
