@@ -44,6 +44,7 @@ type Node struct {
 	store    *Store
 	raftAddr string
 	reads    *readIndexer
+	batch    *commitBatcher // coalesces this leader's commits
 	metrics  Metrics
 	hasState atomic.Bool
 	// lastCommitted is the highest index committed through this node.
@@ -97,6 +98,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), leaderSig: make(chan struct{}),
 		poke: make(chan struct{}, 1), members: map[string]memberStatus{}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.batch = newCommitBatcher(n.raftApply)
 	ok := false
 	defer func() {
 		if !ok {
