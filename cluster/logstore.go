@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
@@ -40,6 +41,36 @@ type walLog struct {
 
 func (w *walLog) Close() error { return errors.Join(w.WAL.Close(), w.meta.Close()) }
 
+// GetLog reports entries before FirstIndex as missing. raft-wal v0.4.0
+// truncates the head of its open segment (64 MiB) only logically and
+// still returns the entries raft compacted away after a snapshot; raft
+// would then replicate from them to a follower that TrailingLogs says must
+// get the snapshot. Answering ErrLogNotFound makes compaction mean what it
+// means with bolt.
+func (w *walLog) GetLog(index uint64, l *raft.Log) error {
+	first, err := w.WAL.FirstIndex()
+	if err != nil {
+		return err
+	}
+	if index < first {
+		return raft.ErrLogNotFound
+	}
+	return w.WAL.GetLog(index, l)
+}
+
+func openWALLog(dir string, logger hclog.Logger) (*walLog, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cluster: create raft log dir: %w", err)
+	}
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(logger))
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("cluster: open raft log (wal): %w", err)
+	}
+	return &walLog{WAL: w, meta: meta}, nil
+}
+
 // openLogStore opens the raft log the data dir was created with, or the
 // one Config.LogStore asks for in a new data dir, behind a LogCache. It
 // needs n.bolt open: the bolt file tells whether the dir already holds a
@@ -63,16 +94,9 @@ func (n *Node) openLogStore() (raft.LogStore, error) {
 	n.log.Info("raft log store", "store", use, "existing", have != "")
 	var store raft.LogStore = n.bolt
 	if use == LogStoreWAL {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("cluster: create raft log dir: %w", err)
+		if n.wal, err = openWALLog(dir, newHCLog(n.log, "wal")); err != nil {
+			return nil, err
 		}
-		meta := &metadb.BoltMetaDB{}
-		w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(newHCLog(n.log, "wal")))
-		if err != nil {
-			meta.Close()
-			return nil, fmt.Errorf("cluster: open raft log (wal): %w", err)
-		}
-		n.wal = &walLog{WAL: w, meta: meta}
 		store = n.wal
 	}
 	logs, err := raft.NewLogCache(logCacheSize, store)

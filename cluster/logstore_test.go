@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
 	"github.com/raftsession/raftsession/session"
 )
 
@@ -107,5 +110,34 @@ func TestStartRefusesDataDirWithTwoLogs(t *testing.T) {
 	cfg.LogStore = ""
 	if _, err := Start(ctxT(t, 5*time.Second), cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "both") {
 		t.Fatalf("dir with a bolt log and a raft-wal dir: got %v, want ErrConfig naming both", err)
+	}
+}
+
+// TestWALLogHidesCompactedEntries: after raft compacts the log, entries
+// before the first index are gone for raft, as with bolt, so a follower
+// that far behind gets a snapshot (raft-wal alone still returns them while
+// they sit in its open segment).
+func TestWALLogHidesCompactedEntries(t *testing.T) {
+	w, err := openWALLog(filepath.Join(t.TempDir(), walDirName), hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var logs []*raft.Log
+	for i := uint64(1); i <= 10; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}})
+	}
+	if err := w.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.DeleteRange(1, 5); err != nil {
+		t.Fatal(err)
+	}
+	var l raft.Log
+	if err := w.GetLog(5, &l); !errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("GetLog(5) after DeleteRange(1, 5): got %v (entry %d), want raft.ErrLogNotFound", err, l.Index)
+	}
+	if err := w.GetLog(6, &l); err != nil || l.Index != 6 {
+		t.Fatalf("GetLog(6): got entry %d, %v; want entry 6", l.Index, err)
 	}
 }
