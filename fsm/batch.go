@@ -58,8 +58,13 @@ func appendBatch(b []byte, cmds []Command) []byte {
 }
 
 // batch decodes a KindBatch body: a count, then that many
-// length-prefixed commands, none of them a batch.
-func (d *decoder) batch() []Command {
+// length-prefixed commands, none of them a batch. nested refuses the batch
+// itself: it is inside another one.
+func (d *decoder) batch(nested bool) []Command {
+	if nested {
+		d.fail(errNestedBatch)
+		return nil
+	}
 	n := d.uvarint()
 	switch {
 	case d.err != nil:

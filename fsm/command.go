@@ -327,19 +327,7 @@ func decode(b []byte, inBatch bool) (Command, error) {
 			c.Delta.SetOwner = true
 			c.Delta.Owner = d.string()
 		}
-		n := d.uvarint()
-		if d.err == nil && n > uint64(len(d.b)/minOpBytes) {
-			d.err = errTruncated
-		}
-		if d.err == nil && n > 0 {
-			c.Delta.Ops = make([]session.Op, n)
-			for i := range c.Delta.Ops {
-				d.op(&c.Delta.Ops[i])
-				if d.err != nil {
-					break
-				}
-			}
-		}
+		c.Delta.Ops = d.ops()
 	case KindTouch, KindDestroy:
 		d.key(&c.Key)
 	case KindDestroyOwner:
@@ -366,10 +354,7 @@ func decode(b []byte, inBatch bool) (Command, error) {
 		c.KeyID = d.string()
 	case KindNoop:
 	case KindBatch:
-		if inBatch {
-			return Command{}, errNestedBatch
-		}
-		c.Batch = d.batch()
+		c.Batch = d.batch(inBatch)
 	default:
 		return Command{}, fmt.Errorf("unknown kind %d", b[1])
 	}
@@ -470,6 +455,25 @@ func (d *decoder) bytes() []byte {
 		return []byte{}
 	}
 	return append([]byte(nil), v...)
+}
+
+// ops decodes a count and that many ops; nil for none.
+func (d *decoder) ops() []session.Op {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)/minOpBytes) {
+		d.err = errTruncated
+	}
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	ops := make([]session.Op, n)
+	for i := range ops {
+		d.op(&ops[i])
+		if d.err != nil {
+			return nil
+		}
+	}
+	return ops
 }
 
 func (d *decoder) op(op *session.Op) {
