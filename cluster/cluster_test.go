@@ -35,8 +35,13 @@ func create(tb testing.TB, s session.Store, id string, kv ...string) session.Res
 }
 
 func TestSingleNodeBootstrapAndRestart(t *testing.T) {
+	forEachLogStore(t, testSingleNodeBootstrapAndRestart)
+}
+
+func testSingleNodeBootstrapAndRestart(t *testing.T, logStore func(*Config)) {
 	dir := t.TempDir()
 	cfg := testConfig(t, "solo", dir)
+	logStore(&cfg)
 	n := mustStart(t, cfg)
 	if err := n.WaitLeader(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
@@ -190,7 +195,11 @@ func TestJoinAsNonVoterAndPromotion(t *testing.T) {
 }
 
 func TestLeaderCrashUnderLoadLosesNoAcknowledgedCommit(t *testing.T) {
-	nodes := startCluster(t, 3, nil)
+	forEachLogStore(t, testLeaderCrashUnderLoadLosesNoAcknowledgedCommit)
+}
+
+func testLeaderCrashUnderLoadLosesNoAcknowledgedCommit(t *testing.T, logStore func(*Config)) {
+	nodes := startCluster(t, 3, logStore)
 	id := session.NewID()
 	create(t, nodes[0].Store(), id)
 	old := leaderOf(nodes)
@@ -316,8 +325,10 @@ func TestLeaderLeaveHandsOver(t *testing.T) {
 	create(t, rest[1].Store(), session.NewID())
 }
 
-func TestRestartedNodeRejoins(t *testing.T) {
-	nodes, cfgs := startClusterConfigs(t, 3, nil)
+func TestRestartedNodeRejoins(t *testing.T) { forEachLogStore(t, testRestartedNodeRejoins) }
+
+func testRestartedNodeRejoins(t *testing.T, logStore func(*Config)) {
+	nodes, cfgs := startClusterConfigs(t, 3, logStore)
 	f := followersOf(nodes)[0]
 	idx := 0
 	for i, n := range nodes {
@@ -418,7 +429,11 @@ func TestLeaderProposesExpire(t *testing.T) {
 }
 
 func TestForwardingSurvivesLeaderRestart(t *testing.T) {
-	nodes, cfgs := startClusterConfigs(t, 3, nil)
+	forEachLogStore(t, testForwardingSurvivesLeaderRestart)
+}
+
+func testForwardingSurvivesLeaderRestart(t *testing.T, logStore func(*Config)) {
+	nodes, cfgs := startClusterConfigs(t, 3, logStore)
 	id := session.NewID()
 	leader := leaderOf(nodes)
 	f := followersOf(nodes)[0]

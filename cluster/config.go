@@ -22,9 +22,18 @@ type Config struct {
 	// must be unique in the cluster and stable across restarts.
 	NodeID string
 
-	// DataDir holds the raft log (raft.db) and snapshots. A node restarted
-	// with the same DataDir comes back with its state. Required.
+	// DataDir holds the raft log, raft's stable store (raft.db) and
+	// snapshots. A node restarted with the same DataDir comes back with its
+	// state. Required.
 	DataDir string
+
+	// LogStore selects the raft log store of a new data dir: LogStoreWAL
+	// ("wal", hashicorp/raft-wal segments under DataDir/wal) or LogStoreBolt
+	// ("bolt", raft-boltdb/v2 in raft.db). A data dir keeps the store it was
+	// created with: empty means that store for an existing dir and "wal" for
+	// a new one, and naming the other store for a dir that holds a log fails
+	// with ErrConfig, since switching needs an empty data dir. Default "".
+	LogStore string
 
 	// RaftAddr is the TCP address the node listens on for raft and for
 	// node-to-node requests (one port, demultiplexed by the first byte).
@@ -321,6 +330,9 @@ func (c *Config) validateIdentity(bad badFunc) {
 	}
 	if c.DataDir == "" {
 		bad("DataDir is empty")
+	}
+	if c.LogStore != "" && c.LogStore != LogStoreWAL && c.LogStore != LogStoreBolt {
+		bad("LogStore %q: want %q or %q", c.LogStore, LogStoreWAL, LogStoreBolt)
 	}
 	for _, a := range c.addresses() {
 		if a.value == "" && a.optional {

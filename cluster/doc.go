@@ -5,8 +5,11 @@
 //
 // One TCP port carries raft and node-to-node requests, demultiplexed by the
 // first byte of each connection. Followers forward commits to the leader on
-// multiplexed connections, so concurrent commits reach raft together and
-// are committed as one batch. Reads are served from the local replica: a
+// multiplexed connections; on the leader, commits that arrive while a log
+// entry is in flight queue up and share the next entry (an fsm batch),
+// each getting its own result. The raft log lives in hashicorp/raft-wal
+// segments under the data dir (or in bolt, see [Config.LogStore]); raft's
+// stable store is bolt. Reads are served from the local replica: a
 // read-your-writes read waits (bounded) until the replica has applied the
 // client's last write and otherwise reads on the leader; a linearizable
 // read first learns the leader's commit index after the leader confirmed

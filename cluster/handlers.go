@@ -129,9 +129,14 @@ func (n *Node) handleApply(ctx context.Context, p []byte) (byte, []byte) {
 	if n.raft.State() != raft.Leader {
 		return n.notLeader()
 	}
-	// Only well-formed commands reach the log, whoever sent them.
-	if _, err := fsm.Decode(p); err != nil {
+	// Only well-formed commands reach the log, whoever sent them, and
+	// batches only from this leader's own batcher.
+	cmd, err := fsm.Decode(p)
+	if err != nil {
 		return statusError, []byte(err.Error())
+	}
+	if cmd.Kind == fsm.KindBatch {
+		return statusError, []byte("batches are made by the leader, not forwarded")
 	}
 	r, err := n.applyLocal(ctx, p)
 	switch {

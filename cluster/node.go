@@ -39,6 +39,7 @@ type Node struct {
 	raft     *raft.Raft
 	trans    *raft.NetworkTransport
 	bolt     *raftboltdb.BoltStore
+	wal      *walLog // nil when the log lives in bolt
 	mux      *mux
 	client   *forwardClient
 	server   *forwardServer
@@ -49,6 +50,7 @@ type Node struct {
 	// gossipAdv is the advertised gossip address, set once gossip starts.
 	gossipAdv string
 	reads     *readIndexer
+	batch     *commitBatcher // coalesces this leader's commits
 	// keyCipher seals the signing keyring; nil without a cluster key.
 	keyCipher *keyringCipher
 	metrics   Metrics
@@ -110,6 +112,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.batch = newCommitBatcher(n.raftApply)
 	ok := false
 	defer func() {
 		if !ok {
@@ -157,9 +160,9 @@ func (n *Node) openRaft() error {
 	if err := checkClusterName(n.bolt, cfg.ClusterName); err != nil {
 		return err
 	}
-	logs, err := raft.NewLogCache(512, n.bolt)
+	logs, err := n.openLogStore()
 	if err != nil {
-		return fmt.Errorf("cluster: log cache: %w", err)
+		return err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLog(n.log, "snapshot"))
 	if err != nil {
@@ -552,6 +555,9 @@ func (n *Node) shutdown() error {
 	}
 	if n.mux != nil {
 		n.mux.close()
+	}
+	if n.wal != nil {
+		errs = append(errs, n.wal.Close())
 	}
 	if n.bolt != nil {
 		errs = append(errs, n.bolt.Close())

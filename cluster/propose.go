@@ -81,7 +81,10 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, error) 
 			return nil, fmt.Errorf("%w: %w", session.ErrTimeout, context.DeadlineExceeded)
 		}
 	}
-	resp, err := n.raftApply(cmd, timeout)
+	// Commits queued behind one in flight share the next log entry; an
+	// error from raft concerns that whole entry, so the rules below hold
+	// for each command in it.
+	resp, err := n.batch.submit(cmd, timeout)
 	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):

@@ -252,6 +252,14 @@ func TestAttackRemoveAnotherServer(t *testing.T) {
 	if _, ok := suffrage(leader, other.ID()); !ok {
 		t.Fatalf("%s was removed from the configuration", other.ID())
 	}
+	// Batches are the leader's own: a member cannot forward one.
+	batch, err := fsm.EncodeBatch([][]byte{fsm.EncodeNoop(), fsm.EncodeNoop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, err := sender.client.call(ctxT(t, 3*time.Second), leader.RaftAddr(), reqApply, batch, nil); err == nil && f.kind == statusOK {
+		t.Error("the leader committed a batch a follower forwarded")
+	}
 }
 
 // stayFalse fails the test if cond becomes true within d: the check for

@@ -16,9 +16,12 @@ func fastElections(c *Config) {
 	c.Raft.LeaderLeaseTimeout = 50 * time.Millisecond
 }
 
-func TestStoreContractSingleNode(t *testing.T) {
+func TestStoreContractSingleNode(t *testing.T) { forEachLogStore(t, testStoreContractSingleNode) }
+
+func testStoreContractSingleNode(t *testing.T, logStore func(*Config)) {
 	storetest.Run(t, func(t *testing.T, cfg storetest.Config) session.Store {
 		nodes := startCluster(t, 1, func(c *Config) {
+			logStore(c)
 			fastElections(c)
 			c.Limits = cfg.Limits
 		})
@@ -26,7 +29,9 @@ func TestStoreContractSingleNode(t *testing.T) {
 	})
 }
 
-func TestStoreContractFollowerReads(t *testing.T) {
+func TestStoreContractFollowerReads(t *testing.T) { forEachLogStore(t, testStoreContractFollowerReads) }
+
+func testStoreContractFollowerReads(t *testing.T, logStore func(*Config)) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster per subtest")
 	}
@@ -36,6 +41,7 @@ func TestStoreContractFollowerReads(t *testing.T) {
 	// "outcome unknown", which the suite rightly does not accept.
 	storetest.Run(t, func(t *testing.T, cfg storetest.Config) session.Store {
 		nodes := startCluster(t, 3, func(c *Config) {
+			logStore(c)
 			c.Limits = cfg.Limits
 			c.Raft.HeartbeatTimeout = time.Second
 			c.Raft.ElectionTimeout = time.Second

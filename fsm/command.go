@@ -45,6 +45,10 @@ const (
 	// wants every replica's AppliedIndex to reach its commit index proposes
 	// one of these.
 	KindNoop
+	// KindBatch carries several complete commands in one log entry (see
+	// [EncodeBatch]); each is applied in order, independently, as if it
+	// had its own entry at the batch's index and time.
+	KindBatch
 	// KindResealSigningKey replaces the stored secret of a signing key,
 	// keeping its place and age in the keyring: the cluster re-encrypts
 	// the keyring under a new cluster key with it.
@@ -55,7 +59,8 @@ const (
 var kindNames = [...]string{
 	KindCreate: "create", KindUpdate: "update", KindTouch: "touch", KindDestroy: "destroy",
 	KindDestroyOwner: "destroy-owner", KindExpire: "expire", KindAddSigningKey: "add-signing-key",
-	KindRetireSigningKey: "retire-signing-key", KindNoop: "noop", KindResealSigningKey: "reseal-signing-key",
+	KindRetireSigningKey: "retire-signing-key", KindNoop: "noop", KindBatch: "batch",
+	KindResealSigningKey: "reseal-signing-key",
 }
 
 func (k Kind) String() string {
@@ -86,6 +91,8 @@ type Command struct {
 	// KeyID and Secret describe a signing key (Secret only when adding).
 	KeyID  string
 	Secret []byte
+	// Batch holds a KindBatch's commands, in order; none is a batch.
+	Batch []Command
 }
 
 // Flag bits of Create and Update. Unknown bits are rejected so that a
@@ -195,6 +202,7 @@ func (c *Command) encodedSizeHint() int {
 //	add-key:       id secret
 //	retire-key:    id
 //	noop:          -
+//	batch:         n (length-prefixed command)*n
 func (c *Command) appendTo(b []byte) []byte {
 	b = append(b, wireVersion, byte(c.Kind))
 	switch c.Kind {
@@ -257,6 +265,8 @@ func (c *Command) appendTo(b []byte) []byte {
 		b = appendBytes(b, c.Secret)
 	case KindRetireSigningKey:
 		b = appendString(b, c.KeyID)
+	case KindBatch:
+		b = appendBatch(b, c.Batch)
 	}
 	return b
 }
@@ -289,13 +299,23 @@ func malformed(what error) error {
 // panics, and every allocation is bounded by len(b). The result does not
 // alias b: raft may reuse or keep log buffers, and records outlive them.
 func Decode(b []byte) (Command, error) {
+	c, err := decode(b, false)
+	if err != nil {
+		return Command{}, malformed(err)
+	}
+	return c, nil
+}
+
+// decode is Decode returning the bare cause; inBatch refuses a batch, so
+// batches never nest.
+func decode(b []byte, inBatch bool) (Command, error) {
 	d := decoder{b: b}
 	var c Command
 	if len(b) < 2 {
-		return c, malformed(errTruncated)
+		return c, errTruncated
 	}
 	if b[0] != wireVersion {
-		return c, malformed(fmt.Errorf("unknown version %d", b[0]))
+		return c, fmt.Errorf("unknown version %d", b[0])
 	}
 	c.Kind = Kind(b[1])
 	d.b = b[2:]
@@ -304,11 +324,11 @@ func Decode(b []byte) (Command, error) {
 		d.key(&c.Key)
 		flags := d.byte()
 		if flags&^flagsKnown != 0 {
-			return Command{}, malformed(fmt.Errorf("unknown flags %#x", flags))
+			return Command{}, fmt.Errorf("unknown flags %#x", flags)
 		}
 		if flags&flagRename != 0 {
 			if c.Kind == KindCreate {
-				return Command{}, malformed(errors.New("create with rename"))
+				return Command{}, errors.New("create with rename")
 			}
 			c.Rename = true
 			d.key(&c.RenameTo)
@@ -320,19 +340,7 @@ func Decode(b []byte) (Command, error) {
 			c.Delta.SetOwner = true
 			c.Delta.Owner = d.string()
 		}
-		n := d.uvarint()
-		if d.err == nil && n > uint64(len(d.b)/minOpBytes) {
-			d.err = errTruncated
-		}
-		if d.err == nil && n > 0 {
-			c.Delta.Ops = make([]session.Op, n)
-			for i := range c.Delta.Ops {
-				d.op(&c.Delta.Ops[i])
-				if d.err != nil {
-					break
-				}
-			}
-		}
+		c.Delta.Ops = d.ops()
 	case KindTouch, KindDestroy:
 		d.key(&c.Key)
 	case KindDestroyOwner:
@@ -358,14 +366,16 @@ func Decode(b []byte) (Command, error) {
 	case KindRetireSigningKey:
 		c.KeyID = d.string()
 	case KindNoop:
+	case KindBatch:
+		c.Batch = d.batch(inBatch)
 	default:
-		return Command{}, malformed(fmt.Errorf("unknown kind %d", b[1]))
+		return Command{}, fmt.Errorf("unknown kind %d", b[1])
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errTrailing
 	}
 	if d.err != nil {
-		return Command{}, malformed(d.err)
+		return Command{}, d.err
 	}
 	return c, nil
 }
@@ -458,6 +468,25 @@ func (d *decoder) bytes() []byte {
 		return []byte{}
 	}
 	return append([]byte(nil), v...)
+}
+
+// ops decodes a count and that many ops; nil for none.
+func (d *decoder) ops() []session.Op {
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)/minOpBytes) {
+		d.err = errTruncated
+	}
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	ops := make([]session.Op, n)
+	for i := range ops {
+		d.op(&ops[i])
+		if d.err != nil {
+			return nil
+		}
+	}
+	return ops
 }
 
 func (d *decoder) op(op *session.Op) {

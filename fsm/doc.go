@@ -11,6 +11,11 @@
 // before they are encoded: the log, the snapshots and the state never hold
 // a usable session token.
 //
+// A leader may commit several proposers' commands in one entry with
+// [EncodeBatch]: each is applied in order and on its own, as if it had
+// its own entry at the batch's index and time, and [Result.Batch] holds
+// each one's Result.
+//
 // # Determinism
 //
 // Apply takes time only from the log entry (raft.Log.AppendedAt, the

@@ -132,11 +132,18 @@ func (f *FSM) apply(st *state, l *raft.Log) *Result {
 	// not replicated; dropping both makes every replica compare and store
 	// exactly the same instants.
 	now := l.AppendedAt.Round(0).UTC()
+	f.applyCommand(st, &cmd, now, res)
+	return res
+}
+
+// applyCommand applies one decoded command at the entry time now and
+// records the outcome in res.
+func (f *FSM) applyCommand(st *state, cmd *Command, now time.Time, res *Result) {
 	switch cmd.Kind {
 	case KindCreate:
-		f.create(st, &cmd, now, res)
+		f.create(st, cmd, now, res)
 	case KindUpdate, KindTouch:
-		f.update(st, &cmd, now, res)
+		f.update(st, cmd, now, res)
 	case KindDestroy:
 		if prev := st.lookup(&cmd.Key); prev.rec != nil {
 			st.remove(&cmd.Key, prev, true)
@@ -170,8 +177,9 @@ func (f *FSM) apply(st *state, l *raft.Log) *Result {
 			f.signalKeyring()
 		}
 	case KindNoop:
+	case KindBatch:
+		f.applyBatch(st, cmd, now, res)
 	}
-	return res
 }
 
 func (f *FSM) create(st *state, cmd *Command, now time.Time, res *Result) {

@@ -37,7 +37,7 @@ func seedCommands() [][]byte {
 		}
 		out = append(out, b)
 	}
-	return append(out,
+	out = append(out,
 		EncodeDestroyOwner("user:1", "a"),
 		EncodeDestroyOwner("user:1", ""),
 		EncodeExpire(t0),
@@ -45,6 +45,11 @@ func seedCommands() [][]byte {
 		EncodeRetireSigningKey("k1"),
 		EncodeNoop(),
 	)
+	batch, err := EncodeBatch([][]byte{out[0], out[1], out[4], EncodeNoop()})
+	if err != nil {
+		panic(err)
+	}
+	return append(out, batch)
 }
 
 func seedSnapshots(tb testing.TB) [][]byte {

@@ -26,6 +26,11 @@ type Result struct {
 	// Destroyed counts the live sessions a Destroy, DestroyOwner or Expire
 	// removed. Expire counts every record it removed (all were expired).
 	Destroyed int
+	// Batch holds one Result per command of a KindBatch entry, in order,
+	// each with its own Err; the batch's own Err is set only when the
+	// entry is malformed, and then Batch is nil. MarshalBinary does not
+	// carry Batch: the leader hands each proposer its own Result.
+	Batch []Result
 }
 
 // errorCodes give rejections a stable one-byte form on the wire, so the

@@ -198,6 +198,7 @@ func (d *Delta) validate() error {
 type Result struct {
 	// Index is the store index at which the change became visible. A
 	// client that presents it later reads state at least this new.
+	// Concurrent commits may share an index (see [Store.Commit]).
 	Index uint64
 	// Values holds, for each op of the change in order, the new integer
 	// value for OpIncr and 0 for other kinds.

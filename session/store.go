@@ -72,7 +72,9 @@ type Store interface {
 	// wrapping ErrTimeout or ErrNoLeader.
 	Load(ctx context.Context, id string, opt LoadOptions) (*Record, error)
 	// Commit applies c atomically and returns the index at which it became
-	// visible. Rejections (see [Change]) wrap ErrNotFound, ErrExists,
+	// visible. A commit made after another one returned gets a higher
+	// index; commits that run concurrently may share one (a replicated
+	// store may apply them together in one log entry, in some order). Rejections (see [Change]) wrap ErrNotFound, ErrExists,
 	// ErrTooLarge, ErrCASFailed, ErrNotInteger or ErrInvalid and change
 	// nothing. ErrNoLeader and ErrTimeout mean the outcome is unknown.
 	Commit(ctx context.Context, c *Change) (Result, error)

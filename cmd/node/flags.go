@@ -31,6 +31,9 @@ const envPrefix = "RAFTSESSION_"
 type Config struct {
 	ID      string // -id: node ID, default the host name
 	DataDir string // -data: default ./raftsession-data/<id>
+	// LogStore is -log-store: wal or bolt for a new data dir; empty keeps
+	// an existing dir's store (raft-wal for a new one).
+	LogStore string
 
 	HTTPAddr  string // -http: the demo app, default 127.0.0.1:8080
 	AdminAddr string // -admin: status, metrics and management, default 127.0.0.1:8081
@@ -154,6 +157,7 @@ type rawFlags struct {
 	consistency, leaveOnTerminate             string
 	snapThreshold, trailingLogs, snapInterval string
 	expireInterval, shutdownTimeout, logLevel string
+	logStore                                  string
 }
 
 // noEnv lists the flags that no environment variable sets: actions, not
@@ -170,6 +174,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	s := func(p *string, name, def, usage string) { fs.StringVar(p, name, def, usage) }
 	s(&r.id, "id", "", "node `ID`, unique in the cluster and stable across restarts (default: the host name)")
 	s(&r.data, "data", "", "data `dir`ectory for the raft log and snapshots (default ./raftsession-data/<id>)")
+	s(&r.logStore, "log-store", "", "raft log `store` of a new data dir: wal or bolt (default: wal; an existing dir keeps its own, and switching needs an empty dir)")
 	s(&r.http, "http", "127.0.0.1:8080", "`address` of the demo app (port 0 picks a free port)")
 	s(&r.admin, "admin", "127.0.0.1:8081", "`address` of the admin listener: status, metrics, health, leave, key rotation")
 	s(&r.raft, "raft", "127.0.0.1:7000", "TCP `address` for raft and node-to-node requests")
@@ -314,6 +319,10 @@ func (r *rawFlags) validateNode(c *Config) error {
 	if c.DataDir == "" {
 		c.DataDir = filepath.Join("raftsession-data", c.ID)
 	}
+	if r.logStore != "" && r.logStore != "wal" && r.logStore != "bolt" {
+		return fmt.Errorf("-log-store %q: want wal or bolt", r.logStore)
+	}
+	c.LogStore = r.logStore
 	return nil
 }
 

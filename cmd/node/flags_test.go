@@ -37,6 +37,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 		{"gossip", c.GossipAddr, "127.0.0.1:7946"},
 		{"cluster-name", c.ClusterName, "raftsession"},
 		{"consistency", c.Consistency.String(), "ryw"},
+		{"log-store", c.LogStore, ""},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: got %q, want %q", tc.name, tc.got, tc.want)
@@ -121,6 +122,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"snapshot-interval", []string{"-snapshot-interval", "10"}, nil, "-snapshot-interval"},
 		{"expire-interval", []string{"-expire-interval", "-1s"}, nil, "-expire-interval"},
 		{"log-level", []string{"-log-level", "loud"}, nil, "-log-level"},
+		{"log-store", []string{"-log-store", "rocks"}, nil, `-log-store "rocks": want wal or bolt`},
 		{"cluster-name", []string{"-cluster-name", ""}, nil, "-cluster-name"},
 		{"env value", nil, map[string]string{"RAFTSESSION_VOTERS": "many"}, "-voters"},
 	} {

@@ -207,6 +207,7 @@ func (m *Main) clusterConfig(log *slog.Logger) (cluster.Config, error) {
 	cfg := cluster.DefaultConfig()
 	cfg.NodeID = c.ID
 	cfg.DataDir = c.DataDir
+	cfg.LogStore = c.LogStore
 	cfg.RaftAddr, cfg.RaftAdvertise = c.RaftAddr, c.RaftAdvertise
 	cfg.GossipAddr, cfg.GossipAdvertise = c.GossipAddr, c.GossipAdvertise
 	cfg.Join = c.Join

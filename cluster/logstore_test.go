@@ -1,0 +1,143 @@
+package cluster
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/raftsession/raftsession/session"
+)
+
+// logStores are the raft log stores every failover and contract test
+// runs on.
+var logStores = []string{LogStoreWAL, LogStoreBolt}
+
+// forEachLogStore runs test once per log store, as subtests named after
+// the store; use adds the store to a node's Config.
+func forEachLogStore(t *testing.T, test func(t *testing.T, use func(*Config))) {
+	for _, ls := range logStores {
+		t.Run(ls, func(t *testing.T) {
+			test(t, func(c *Config) { c.LogStore = ls })
+		})
+	}
+}
+
+func TestDataDirKeepsItsLogStore(t *testing.T) {
+	for _, created := range logStores {
+		t.Run(created, func(t *testing.T) {
+			other := LogStoreBolt
+			if created == LogStoreBolt {
+				other = LogStoreWAL
+			}
+			cfg := testConfig(t, "solo", t.TempDir())
+			fastElections(&cfg)
+			cfg.LogStore = created
+			n := mustStart(t, cfg)
+			waitFor(t, 10*time.Second, "leader", n.IsLeader)
+			id := session.NewID()
+			r := create(t, n.Store(), id, "k", "v")
+			if err := n.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := n.wal != nil, created == LogStoreWAL; got != want {
+				t.Fatalf("node created with %q opened raft-wal: %v", created, got)
+			}
+
+			cfg.LogStore = other
+			_, err := Start(ctxT(t, 10*time.Second), cfg)
+			if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "switching needs an empty data dir") {
+				t.Fatalf("start a %q dir with LogStore %q: got %v, want ErrConfig saying switching needs an empty dir", created, other, err)
+			}
+
+			cfg.LogStore = ""
+			n2 := mustStart(t, cfg)
+			if got, want := n2.wal != nil, created == LogStoreWAL; got != want {
+				t.Fatalf("restart of a %q dir without LogStore opened raft-wal: %v", created, got)
+			}
+			waitFor(t, 10*time.Second, "restarted node applies its log", func() bool {
+				return n2.IsLeader() && n2.fsm.AppliedIndex() >= r.Index
+			})
+			rec, err := n2.Store().Load(ctxT(t, time.Second), id, session.LoadOptions{MinIndex: r.Index})
+			if err != nil || string(rec.Values["k"]) != "v" {
+				t.Fatalf("after restart: got %v, %v; want k=v", rec, err)
+			}
+		})
+	}
+}
+
+func TestNewDataDirDefaultsToWAL(t *testing.T) {
+	cfg := testConfig(t, "solo", t.TempDir())
+	fastElections(&cfg)
+	n := mustStart(t, cfg)
+	if n.wal == nil {
+		t.Fatal("a new data dir without LogStore did not get raft-wal")
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, walDirName)); err != nil {
+		t.Fatalf("raft-wal dir: %v", err)
+	}
+}
+
+func TestStartRejectsUnknownLogStore(t *testing.T) {
+	cfg := testConfig(t, "solo", t.TempDir())
+	cfg.LogStore = "rocks"
+	if _, err := Start(ctxT(t, 5*time.Second), cfg); !errors.Is(err, ErrConfig) {
+		t.Fatalf("LogStore %q: got %v, want ErrConfig", cfg.LogStore, err)
+	}
+}
+
+func TestStartRefusesDataDirWithTwoLogs(t *testing.T) {
+	cfg := testConfig(t, "solo", t.TempDir())
+	fastElections(&cfg)
+	cfg.LogStore = LogStoreBolt
+	n := mustStart(t, cfg)
+	waitFor(t, 10*time.Second, "leader", n.IsLeader)
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	walDir := filepath.Join(cfg.DataDir, walDirName)
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(walDir, "wal-meta.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.LogStore = ""
+	if _, err := Start(ctxT(t, 5*time.Second), cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "both") {
+		t.Fatalf("dir with a bolt log and a raft-wal dir: got %v, want ErrConfig naming both", err)
+	}
+}
+
+// TestWALLogHidesCompactedEntries: after raft compacts the log, entries
+// before the first index are gone for raft, as with bolt, so a follower
+// that far behind gets a snapshot (raft-wal alone still returns them while
+// they sit in its open segment).
+func TestWALLogHidesCompactedEntries(t *testing.T) {
+	w, err := openWALLog(filepath.Join(t.TempDir(), walDirName), hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var logs []*raft.Log
+	for i := uint64(1); i <= 10; i++ {
+		logs = append(logs, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte{byte(i)}})
+	}
+	if err := w.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.DeleteRange(1, 5); err != nil {
+		t.Fatal(err)
+	}
+	var l raft.Log
+	if err := w.GetLog(5, &l); !errors.Is(err, raft.ErrLogNotFound) {
+		t.Fatalf("GetLog(5) after DeleteRange(1, 5): got %v (entry %d), want raft.ErrLogNotFound", err, l.Index)
+	}
+	if err := w.GetLog(6, &l); err != nil || l.Index != 6 {
+		t.Fatalf("GetLog(6): got entry %d, %v; want entry 6", l.Index, err)
+	}
+}
