@@ -53,6 +53,9 @@ const (
 	// keeping its place and age in the keyring: the cluster re-encrypts
 	// the keyring under a new cluster key with it.
 	KindResealSigningKey
+	// KindRequest carries one command with its proposer's request ID (see
+	// [EncodeRequest]); the state machine applies it at most once.
+	KindRequest
 	kindEnd
 )
 
@@ -60,7 +63,7 @@ var kindNames = [...]string{
 	KindCreate: "create", KindUpdate: "update", KindTouch: "touch", KindDestroy: "destroy",
 	KindDestroyOwner: "destroy-owner", KindExpire: "expire", KindAddSigningKey: "add-signing-key",
 	KindRetireSigningKey: "retire-signing-key", KindNoop: "noop", KindBatch: "batch",
-	KindResealSigningKey: "reseal-signing-key",
+	KindResealSigningKey: "reseal-signing-key", KindRequest: "request",
 }
 
 func (k Kind) String() string {
@@ -93,6 +96,12 @@ type Command struct {
 	Secret []byte
 	// Batch holds a KindBatch's commands, in order; none is a batch.
 	Batch []Command
+	// Proposer, Seq and Floor are a KindRequest's request ID and its
+	// proposer's acknowledgement floor; Inner is the command it carries
+	// (neither a batch nor a request).
+	Proposer   string
+	Seq, Floor uint64
+	Inner      *Command
 }
 
 // Flag bits of Create and Update. Unknown bits are rejected so that a
@@ -267,6 +276,11 @@ func (c *Command) appendTo(b []byte) []byte {
 		b = appendString(b, c.KeyID)
 	case KindBatch:
 		b = appendBatch(b, c.Batch)
+	case KindRequest:
+		b = appendString(b, c.Proposer)
+		b = binary.AppendUvarint(b, c.Seq)
+		b = binary.AppendUvarint(b, c.Floor)
+		b = appendBytes(b, c.Inner.appendTo(nil))
 	}
 	return b
 }
@@ -368,6 +382,8 @@ func decode(b []byte, inBatch bool) (Command, error) {
 	case KindNoop:
 	case KindBatch:
 		c.Batch = d.batch(inBatch)
+	case KindRequest:
+		d.request(&c)
 	default:
 		return Command{}, fmt.Errorf("unknown kind %d", b[1])
 	}

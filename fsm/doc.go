@@ -16,6 +16,13 @@
 // its own entry at the batch's index and time, and [Result.Batch] holds
 // each one's Result.
 //
+// A proposer numbers its commands with [EncodeRequest]. The state machine
+// keeps the result of every numbered command its proposer has not yet
+// acknowledged (the client session table of Raft's §6.3), in snapshots
+// too: a command appended twice — a retry after its reply was lost with a
+// leader — applies once, and the second copy answers with the first
+// result. Proposers silent for [ProposerIdle] are forgotten by Expire.
+//
 // # Determinism
 //
 // Apply takes time only from the log entry (raft.Log.AppendedAt, the

@@ -164,6 +164,7 @@ func (f *FSM) applyCommand(st *state, cmd *Command, now time.Time, res *Result) 
 		}
 	case KindExpire:
 		res.Destroyed = st.reclaim(cmd.Time)
+		st.expireProposers(cmd.Time)
 	case KindAddSigningKey:
 		if res.Err = st.addSigningKey(cmd.KeyID, cmd.Secret, now); res.Err == nil {
 			f.signalKeyring()
@@ -179,6 +180,8 @@ func (f *FSM) applyCommand(st *state, cmd *Command, now time.Time, res *Result) 
 	case KindNoop:
 	case KindBatch:
 		f.applyBatch(st, cmd, now, res)
+	case KindRequest:
+		f.applyRequest(st, cmd, now, res)
 	}
 }
 

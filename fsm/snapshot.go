@@ -29,9 +29,12 @@ import (
 // the byte total that MaxBytes is checked against are not stored; Restore
 // rebuilds them.
 const (
-	snapMagic   = "RSFSM\x00"
-	snapVersion = 1
-	snapTrailer = "END"
+	snapMagic = "RSFSM\x00"
+	// snapVersion 2 adds the request deduplication table after the
+	// keyring; version 1 snapshots (without it) still restore.
+	snapVersion           = 2
+	snapVersionNoRequests = 1
+	snapTrailer           = "END"
 )
 
 // ErrCorruptSnapshot is wrapped by Restore's error when the snapshot is
@@ -55,6 +58,9 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		index: f.applied.Load(),
 		count: st.count.Load(),
 		keys:  *st.keys.Load(),
+		// Small (requests in flight and recently idle proposers), so a
+		// copy is cheap next to marking the record shards shared.
+		proposers: copyProposers(st.proposers),
 	}
 	for i := range st.shards {
 		sh := &st.shards[i]
@@ -65,10 +71,14 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 }
 
 type snapshot struct {
-	index uint64
-	count int64
-	keys  []SigningKey
-	maps  [nShards]recordMap
+	// version is the format to write; zero means snapVersion (tests
+	// write older versions to check they still restore).
+	version   uint16
+	index     uint64
+	count     int64
+	keys      []SigningKey
+	proposers map[string]*proposerState
+	maps      [nShards]recordMap
 }
 
 // Persist streams the snapshot to sink and closes it, or cancels it on
@@ -90,13 +100,23 @@ func (s *snapshot) writeTo(dst io.Writer) error {
 	w := bufio.NewWriterSize(io.MultiWriter(dst, crc), 256<<10)
 	b := make([]byte, 0, 4096)
 	b = append(b, snapMagic...)
-	b = binary.BigEndian.AppendUint16(b, snapVersion)
+	version := s.version
+	if version == 0 {
+		version = snapVersion
+	}
+	b = binary.BigEndian.AppendUint16(b, version)
 	b = binary.AppendUvarint(b, s.index)
 	b = binary.AppendUvarint(b, uint64(len(s.keys)))
 	for _, k := range s.keys {
 		b = appendString(b, k.ID)
 		b = appendBytes(b, k.Secret)
 		b = appendTime(b, k.Added)
+	}
+	var err error
+	if version >= snapVersion {
+		if b, err = appendProposers(b, s.proposers); err != nil {
+			return err
+		}
 	}
 	b = binary.AppendUvarint(b, uint64(s.count))
 	if _, err := w.Write(b); err != nil {
@@ -122,7 +142,7 @@ func (s *snapshot) writeTo(dst io.Writer) error {
 	}
 	b = append(b[:0], snapTrailer...)
 	b = binary.LittleEndian.AppendUint32(b, crc.Sum32())
-	_, err := dst.Write(b)
+	_, err = dst.Write(b)
 	return err
 }
 
@@ -176,8 +196,9 @@ func readSnapshot(src io.Reader) (*state, uint64, error) {
 	if string(head[:len(snapMagic)]) != snapMagic {
 		return nil, 0, corrupt("not a raftsession snapshot")
 	}
-	if v := binary.BigEndian.Uint16(head[len(snapMagic):]); v != snapVersion {
-		return nil, 0, corrupt("unsupported version %d (this build reads %d)", v, snapVersion)
+	version := binary.BigEndian.Uint16(head[len(snapMagic):])
+	if version != snapVersion && version != snapVersionNoRequests {
+		return nil, 0, corrupt("unsupported version %d (this build reads %d and %d)", version, snapVersionNoRequests, snapVersion)
 	}
 	st := newState()
 	index := r.uvarint()
@@ -192,6 +213,9 @@ func readSnapshot(src io.Reader) (*state, uint64, error) {
 		keys = []SigningKey{}
 	}
 	st.keys.Store(&keys)
+	if version >= snapVersion {
+		st.proposers = r.proposers()
+	}
 
 	count := r.uvarint()
 	if r.err == nil && count > uint64(maxInt) {

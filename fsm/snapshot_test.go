@@ -117,11 +117,11 @@ func TestRestoreRejectsDamage(t *testing.T) {
 		check(fmt.Sprintf("bit flip at %d", i), b)
 	}
 	check("trailing data", append(bytes.Clone(data), 0))
-	v2 := bytes.Clone(data)
-	v2[len(snapMagic)+1] = 2
-	err := target.f.Restore(io.NopCloser(bytes.NewReader(v2)))
-	if err == nil || !strings.Contains(err.Error(), "unsupported version 2") {
-		t.Fatalf("version 2: Restore = %v, want an unsupported-version error", err)
+	future := bytes.Clone(data)
+	future[len(snapMagic)+1] = snapVersion + 1
+	err := target.f.Restore(io.NopCloser(bytes.NewReader(future)))
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("unsupported version %d", snapVersion+1)) {
+		t.Fatalf("version %d: Restore = %v, want an unsupported-version error", snapVersion+1, err)
 	}
 }
 

@@ -111,12 +111,17 @@ type state struct {
 	owners map[string][]session.Key
 
 	keys atomic.Pointer[[]SigningKey]
+
+	// proposers is the request deduplication table (see request.go).
+	// Read and written only by the apply goroutine.
+	proposers map[string]*proposerState
 }
 
 func newState() *state {
 	st := &state{
-		expiry: btree.NewG(expiryDegree, expLess),
-		owners: make(map[string][]session.Key),
+		expiry:    btree.NewG(expiryDegree, expLess),
+		owners:    make(map[string][]session.Key),
+		proposers: make(map[string]*proposerState),
 	}
 	st.keys.Store(&[]SigningKey{})
 	return st
