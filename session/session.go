@@ -26,9 +26,9 @@ const reservedPrefix = "\x00"
 // session; absent means [Config.Persist].
 const persistKey = reservedPrefix + "persist"
 
-// Config is what every [Session] of one middleware shares. It is
-// middleware-facing: handlers never build one. A Config must not be
-// changed once sessions use it.
+// Config is what every [Session] of one middleware shares. The middleware
+// builds it and passes it to [Open]; handlers never see one. A Config must
+// not be changed once sessions use it.
 type Config struct {
 	// Store holds the sessions. Required.
 	Store Store
@@ -50,7 +50,8 @@ type Config struct {
 	// NewID generates session IDs. Default [NewID].
 	NewID func() string
 	// Level and Wait are the consistency of [Session.Reload] and
-	// [Session.ListOwned]; the session's [Session.Index] is the MinIndex.
+	// [Session.ListOwned]; the session's [Handle.Index] is the MinIndex.
+	// Zero Wait leaves the wait to the store.
 	Level Level
 	Wait  time.Duration
 	// Now is the clock used to estimate deadlines (for cookie expiry).
@@ -124,8 +125,8 @@ func (s Status) String() string {
 	return "status(" + strconv.Itoa(int(s)) + ")"
 }
 
-// Session is the request-scoped handle on one session: handlers read and
-// change values through it, and it records the changes as a [Delta] that is
+// Session is what a handler holds of one session for one request: handlers
+// read and change values through it, and it records the changes as a [Delta] that is
 // committed in one atomic [Change] (by the middleware before the response
 // is sent, or at once by [Session.Save], [Session.Incr] and
 // [Session.CompareAndSwap]).
@@ -165,18 +166,21 @@ type Session struct {
 // Open returns the handle of the session stored under id as rec, or of a new
 // session when rec is nil (id is then ignored and a fresh ID is generated
 // when needed). index is the store index of this client's last acknowledged
-// write (from its cookie). Middleware-facing: handlers get their Session
-// from the middleware (httpmw.FromContext).
-func Open(cfg *Config, id string, rec *Record, index uint64) *Session {
-	s := &Session{cfg: cfg, index: index}
+// write (from its cookie). The middleware calls it once per request and
+// keeps the Handle; handlers get its [Handle.Session] from the middleware
+// (httpmw.FromContext).
+func Open(cfg *Config, id string, rec *Record, index uint64) *Handle {
+	h := &Handle{}
+	s := &h.s
+	s.cfg, s.index = cfg, index
 	if rec == nil {
 		s.startNew()
-		return s
+		return h
 	}
 	s.status = StatusStored
 	s.id = id
 	s.setBase(rec)
-	return s
+	return h
 }
 
 func (s *Session) startNew() {
@@ -205,7 +209,7 @@ func (s *Session) setBase(rec *Record) {
 }
 
 // lock locks s for a handler-facing method, which makes the response
-// depend on the session (see [Session.Used]).
+// depend on the session (see [Handle.Used]).
 func (s *Session) lock() {
 	s.mu.Lock()
 	s.used = true
