@@ -224,7 +224,11 @@ func DefaultLimits() Limits {
 
 // WithDefaults returns l with zero fields replaced by defaults.
 func (l Limits) WithDefaults() Limits {
-	d := DefaultLimits()
+	return l.or(DefaultLimits())
+}
+
+// or returns l with its zero (or negative) fields taken from d.
+func (l Limits) or(d Limits) Limits {
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = d.MaxBytes
 	}

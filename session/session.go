@@ -35,7 +35,11 @@ type Config struct {
 	// Codec encodes values. Default [JSONCodec].
 	Codec Codec
 	// Limits bound one session; [Session.Set] checks them before the store
-	// does. Zero fields take the values of [DefaultLimits].
+	// does, so a handler learns at once that a value is too large. Zero
+	// fields take the store's limits ([LimitsOf]: its own for a
+	// [LimitStore], else [DefaultLimits]). Set a field only to be stricter
+	// than the store: a larger one merely moves the rejection from Set to
+	// the commit.
 	Limits Limits
 	// IdleTimeout is how long a new session lives without a request that
 	// touches it. Default [DefaultIdleTimeout].
@@ -51,7 +55,7 @@ type Config struct {
 	NewID func() string
 	// Level and Wait are the consistency of [Session.Reload] and
 	// [Session.ListOwned]; the session's [Handle.Index] is the MinIndex.
-	// Zero Wait leaves the wait to the store.
+	// Zero Wait is the store's own (see [LoadOptions.Wait]).
 	Level Level
 	Wait  time.Duration
 	// Now is the clock used to estimate deadlines (for cookie expiry).
@@ -64,6 +68,11 @@ func (c *Config) codec() Codec {
 		return JSONCodec{}
 	}
 	return c.Codec
+}
+
+// limits are the limits Session.Set checks: Limits over the store's.
+func (c *Config) limits() Limits {
+	return c.Limits.or(LimitsOf(c.Store))
 }
 
 func (c *Config) now() time.Time {

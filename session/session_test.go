@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -161,6 +162,36 @@ func TestLimits(t *testing.T) {
 		t.Errorf("empty key: %v, want ErrInvalid", err)
 	}
 	must(t, s.Save(t.Context()))
+}
+
+// A Config without Limits checks the store's; a field it sets is
+// stricter and wins, the others stay the store's.
+func TestConfigLimitsDefaultToTheStore(t *testing.T) {
+	st := session.NewMemoryStore(session.MemoryOptions{Limits: session.Limits{MaxKeys: 2, MaxValueBytes: 8}})
+	t.Cleanup(func() { st.Close() })
+	tests := []struct {
+		name    string
+		limits  session.Limits
+		keys    int    // keys set before
+		value   string // its JSON encoding adds two bytes
+		wantErr error
+	}{
+		{"store's value limit", session.Limits{}, 0, "1234567", session.ErrTooLarge},
+		{"fits the store's", session.Limits{}, 0, "123456", nil},
+		{"stricter value limit", session.Limits{MaxValueBytes: 4}, 0, "123", session.ErrTooLarge},
+		{"store's key count", session.Limits{MaxValueBytes: 4}, 2, "1", session.ErrTooLarge},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := session.Open(&session.Config{Store: st, Limits: tc.limits}, "", nil, 0).Session()
+			for i := range tc.keys {
+				must(t, s.Set(strconv.Itoa(i), 1))
+			}
+			if err := s.Set("k", tc.value); !errors.Is(err, tc.wantErr) {
+				t.Errorf("Set of %d bytes after %d keys: got %v, want %v", len(tc.value), tc.keys, err, tc.wantErr)
+			}
+		})
+	}
 }
 
 func TestPopIsFlash(t *testing.T) {

@@ -21,7 +21,7 @@ func (s *Session) checkKey(key string) error {
 	case strings.HasPrefix(key, reservedPrefix):
 		return fmt.Errorf("%w: key %q starts with a reserved byte", ErrInvalid, key)
 	}
-	if lim := s.cfg.Limits.WithDefaults(); len(key) > lim.MaxKeyBytes {
+	if lim := s.cfg.limits(); len(key) > lim.MaxKeyBytes {
 		return fmt.Errorf("%w: key is %d bytes, limit %d", ErrTooLarge, len(key), lim.MaxKeyBytes)
 	}
 	return nil
@@ -57,7 +57,7 @@ func (s *Session) addOp(op Op) {
 // setRaw stores the encoded value b under key, checking the limits against
 // the values this request sees.
 func (s *Session) setRaw(key string, b []byte) error {
-	lim := s.cfg.Limits.WithDefaults()
+	lim := s.cfg.limits()
 	if len(b) > lim.MaxValueBytes {
 		return fmt.Errorf("%w: value of %q is %d bytes, limit %d", ErrTooLarge, key, len(b), lim.MaxValueBytes)
 	}
@@ -226,7 +226,7 @@ func (s *Session) SetOwner(owner string) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	if lim := s.cfg.Limits.WithDefaults(); len(owner) > lim.MaxKeyBytes {
+	if lim := s.cfg.limits(); len(owner) > lim.MaxKeyBytes {
 		return fmt.Errorf("session: set owner: %w: owner is %d bytes, limit %d", ErrTooLarge, len(owner), lim.MaxKeyBytes)
 	}
 	s.owner = owner
