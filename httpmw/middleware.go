@@ -36,13 +36,16 @@ type Manager struct {
 // New returns a Manager over store with opt's defaults filled in. Without
 // [Options.Secrets] it takes the store's secrets when the store is a
 // [SecretSource] (a cluster's replicated keyring) and otherwise signs with
-// a random secret of this process. It fails when store is nil, when a
-// secret is shorter than [MinSecretLen], or when an option is invalid.
+// a random secret of this process. Limits and the read-your-writes wait
+// default to the store's (see [Options.Limits], [Options.ConsistencyWait]).
+// It fails when store is nil, when a secret is shorter than
+// [MinSecretLen], when an option is invalid, or when Options.Limits allow
+// more than the store enforces.
 func New(store session.Store, opt Options) (*Manager, error) {
 	if store == nil {
 		return nil, errors.New("httpmw: nil store")
 	}
-	opt, err := opt.withDefaults()
+	opt, err := opt.withDefaults(store)
 	if err != nil {
 		return nil, err
 	}
