@@ -29,6 +29,17 @@
 // with a random secret of its own process, which is what a single-process
 // app over a session.MemoryStore needs.
 //
+// # Limits and freshness come from the store
+//
+// The store is the one place that declares how large a session may grow
+// and how long a read-your-writes read waits for a lagging replica
+// (cluster.Config.Limits and ReadWait; a MemoryStore's
+// MemoryOptions.Limits). The Manager takes them as its defaults, so
+// [session.Session.Set] refuses exactly what the store would refuse.
+// [Options.Limits] may make the limits stricter (New fails if it would
+// loosen them), and [Options.ConsistencyWait] overrides the wait for this
+// Manager only.
+//
 // # Errors
 //
 // [StatusCode] maps every session error to an HTTP status, and

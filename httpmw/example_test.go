@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 
 	"github.com/raftsession/raftsession/httpmw"
@@ -102,6 +103,37 @@ func ExampleNew_noSecret() {
 	fmt.Println(rec.Code, len(rec.Result().Cookies()))
 	// Output:
 	// 200 1
+}
+
+// Limits are declared once, on the store (here MemoryOptions.Limits; for a
+// cluster, cluster.Config.Limits): the middleware checks the same ones in
+// Set, so a handler hears at once that a value does not fit. An option may
+// make them stricter, never looser.
+func ExampleNew_limits() {
+	store := session.NewMemoryStore(session.MemoryOptions{Limits: session.Limits{MaxValueBytes: 16}})
+	defer store.Close()
+	if _, err := httpmw.New(store, httpmw.Options{Limits: session.Limits{MaxValueBytes: 1024}}); err != nil {
+		fmt.Println(err)
+	}
+	m, err := httpmw.New(store, httpmw.Options{})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := m.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := httpmw.FromContext(r.Context()).Set("note", r.FormValue("note")); err != nil {
+			httpmw.WriteError(w, r, err)
+		}
+	}))
+	for _, note := range []string{"short", "much too long for this store"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/?note="+url.QueryEscape(note), nil))
+		fmt.Println(rec.Code)
+	}
+	// Output:
+	// httpmw: Options.Limits.MaxValueBytes is 1024 but the store enforces 16: the store would refuse what the middleware allows
+	// 200
+	// 413
 }
 
 // StatusCode maps session errors to the HTTP status that answers them.

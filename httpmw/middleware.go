@@ -36,13 +36,16 @@ type Manager struct {
 // New returns a Manager over store with opt's defaults filled in. Without
 // [Options.Secrets] it takes the store's secrets when the store is a
 // [SecretSource] (a cluster's replicated keyring) and otherwise signs with
-// a random secret of this process. It fails when store is nil, when a
-// secret is shorter than [MinSecretLen], or when an option is invalid.
+// a random secret of this process. Limits and the read-your-writes wait
+// default to the store's (see [Options.Limits], [Options.ConsistencyWait]).
+// It fails when store is nil, when a secret is shorter than
+// [MinSecretLen], when an option is invalid, or when Options.Limits allow
+// more than the store enforces.
 func New(store session.Store, opt Options) (*Manager, error) {
 	if store == nil {
 		return nil, errors.New("httpmw: nil store")
 	}
-	opt, err := opt.withDefaults()
+	opt, err := opt.withDefaults(store)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +149,8 @@ type request struct {
 	r      *http.Request // as passed to next
 	cookie *cookieCodec  // the secrets this request verified with and signs with
 
-	cookieID    string // ID of the loaded session, "" when none was loaded
+	handle      *session.Handle // the middleware's side; ctx.s is the handler's
+	cookieID    string          // ID of the loaded session, "" when none was loaded
 	cookieIndex uint64
 	hadCookie   bool // the request carried a session cookie, valid or not
 	resign      bool // the cookie verified under an older secret
@@ -183,14 +187,15 @@ func (m *Manager) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 			return
 		}
 	}
-	rq.ctx = sessionContext{Context: r.Context(), s: session.Open(&m.cfg, id, rec, index)}
+	rq.handle = session.Open(&m.cfg, id, rec, index)
+	rq.ctx = sessionContext{Context: r.Context(), s: rq.handle.Session()}
 	rq.r = r.WithContext(&rq.ctx)
 	next.ServeHTTP(&rq.rw, rq.r)
 	if !rq.started {
 		rq.begin()
 		return
 	}
-	if !rq.failed && rq.ctx.s.Modified() {
+	if !rq.failed && rq.handle.Modified() {
 		m.opt.Logger.LogAttrs(rq.r.Context(), slog.LevelWarn,
 			"httpmw: session changed after the response started; change dropped (call Save before writing the body)",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path))
@@ -221,25 +226,25 @@ func (rq *request) begin() bool {
 		return !rq.failed
 	}
 	rq.started = true
-	m, s := rq.m, rq.ctx.s
-	status := s.Status()
+	m, sess := rq.m, rq.handle
+	status := sess.Status()
 	touch := false
 	if status == session.StatusStored {
-		touch = m.opt.Resave || m.opt.TouchAfter < 0 || m.opt.Clock().Sub(s.LastSeen()) >= m.opt.TouchAfter
+		touch = m.opt.Resave || m.opt.TouchAfter < 0 || m.opt.Clock().Sub(sess.LastSeen()) >= m.opt.TouchAfter
 	}
-	if _, err := s.CommitForResponse(rq.r.Context(), touch, m.opt.SaveUninitialized); err != nil {
+	if _, err := sess.CommitForResponse(rq.r.Context(), touch, m.opt.SaveUninitialized); err != nil {
 		rq.failed = true
 		m.fail(rq.rw.ResponseWriter, rq.r, "commit", err)
 		return false
 	}
 	h := rq.rw.ResponseWriter.Header()
 	cookie := false
-	switch s.Status() {
+	switch sess.Status() {
 	case session.StatusStored:
-		if id, index := s.ID(), s.Index(); id != rq.cookieID || index != rq.cookieIndex || rq.resign || m.opt.Rolling {
+		if id, index := sess.Session().ID(), sess.Index(); id != rq.cookieID || index != rq.cookieIndex || rq.resign || m.opt.Rolling {
 			var expires time.Time
-			if s.Persistent() {
-				expires = s.Expiry()
+			if sess.Persistent() {
+				expires = sess.Expiry()
 			}
 			rq.setCookie(h, rq.cookie.encode(id, index), expires, false)
 			cookie = true
@@ -253,7 +258,7 @@ func (rq *request) begin() bool {
 		// A concurrent logout or login replaced this session and may have
 		// sent a fresh cookie; any cookie sent here would clobber it.
 	}
-	if (cookie || s.Used()) && !varyCookie(h) {
+	if (cookie || sess.Used()) && !varyCookie(h) {
 		if v := h["Vary"]; v == nil {
 			// The request state outlives the response; using its array
 			// saves Header.Add's allocation on every request.

@@ -114,11 +114,20 @@ type Options struct {
 	// write, which the cookie carries.
 	Consistency session.Level
 	// ConsistencyWait bounds how long a replica waits to catch up before
-	// it asks a fresher one. Default 250ms.
+	// it asks a fresher one, for the loads of this middleware and its
+	// sessions' Reload and ListOwned. Default zero: the store's own wait
+	// (a cluster's Config.ReadWait, 250ms unless set there). A non-zero
+	// value overrides the store's for this middleware only.
 	ConsistencyWait time.Duration
 
-	// Limits bound one session. Zero fields take the values of
-	// [session.DefaultLimits] (64 KiB per session and per value, 1024 keys).
+	// Limits bound one session; [session.Session.Set] checks them, so a
+	// handler learns at once that a value does not fit. Default: the
+	// store's limits ([session.LimitsOf]: a cluster's Config.Limits, a
+	// MemoryStore's MemoryOptions.Limits, else [session.DefaultLimits]: 64
+	// KiB per session and per value, 1024 keys). Zero fields keep the
+	// store's value. A set field overrides it and may only be stricter:
+	// [New] fails when a field exceeds what a [session.LimitStore]
+	// enforces, since the store would refuse at commit what Set allowed.
 	Limits session.Limits
 	// Codec encodes values. Default [session.JSONCodec].
 	Codec session.Codec
@@ -129,8 +138,9 @@ type Options struct {
 	Clock func() time.Time
 }
 
-// withDefaults validates o and returns it with defaults filled in.
-func (o Options) withDefaults() (Options, error) {
+// withDefaults validates o and returns it with defaults filled in, the
+// store's where it has them.
+func (o Options) withDefaults(store session.Store) (Options, error) {
 	if len(o.Secrets) > 0 {
 		secrets, err := copySecrets(o.Secrets)
 		if err != nil {
@@ -165,16 +175,15 @@ func (o Options) withDefaults() (Options, error) {
 	if o.TouchAfter == 0 {
 		o.TouchAfter = time.Minute
 	}
-	if o.ConsistencyWait == 0 {
-		o.ConsistencyWait = 250 * time.Millisecond
-	}
 	if o.ErrorHandler == nil {
 		o.ErrorHandler = WriteError
 	}
 	if o.Codec == nil {
 		o.Codec = session.JSONCodec{}
 	}
-	o.Limits = o.Limits.WithDefaults()
+	if err := checkLimits(o.Limits, store); err != nil {
+		return o, err
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -187,6 +196,30 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("httpmw: Options.IDGenerator returned %q: need 22 to 128 base64url characters", id)
 	}
 	return o, nil
+}
+
+// checkLimits fails when a field of lim exceeds the limit the store
+// enforces. Zero fields are left to session.Config, which takes the
+// store's.
+func checkLimits(lim session.Limits, store session.Store) error {
+	if _, ok := store.(session.LimitStore); !ok {
+		return nil
+	}
+	enforced := session.LimitsOf(store)
+	for _, f := range []struct {
+		name       string
+		got, limit int
+	}{
+		{"MaxBytes", lim.MaxBytes, enforced.MaxBytes},
+		{"MaxKeys", lim.MaxKeys, enforced.MaxKeys},
+		{"MaxValueBytes", lim.MaxValueBytes, enforced.MaxValueBytes},
+		{"MaxKeyBytes", lim.MaxKeyBytes, enforced.MaxKeyBytes},
+	} {
+		if f.got > f.limit {
+			return fmt.Errorf("httpmw: Options.Limits.%s is %d but the store enforces %d: the store would refuse what the middleware allows", f.name, f.got, f.limit)
+		}
+	}
+	return nil
 }
 
 // copySecrets validates secrets as [Options.Secrets] requires and returns

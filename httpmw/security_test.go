@@ -130,6 +130,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 		{"SameSite None without Secure", Options{Secrets: [][]byte{testSecret}, SameSite: http.SameSiteNoneMode, Secure: Off}},
 		{"weak ID generator", Options{Secrets: [][]byte{testSecret}, IDGenerator: func() string { return "short" }}},
 		{"negative idle timeout", Options{Secrets: [][]byte{testSecret}, IdleTimeout: -1}},
+		{"limits above the store's", Options{Secrets: [][]byte{testSecret}, Limits: session.Limits{MaxValueBytes: session.DefaultLimits().MaxValueBytes + 1}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,7 +2,10 @@
 // part of raftsession: the immutable stored [Record], the [Change] a request
 // makes to it, the [Store] contract that the single-process [MemoryStore] and
 // the replicated cluster store both implement, session ID generation, and the
-// request-scoped [Session] handle that handlers read and mutate.
+// request-scoped [Session] that handlers read and mutate. A middleware opens
+// each request's session with [Open] and keeps the returned [Handle], which
+// commits the session before the response and reports what the cookie
+// needs; handlers only ever get the Handle's Session.
 //
 // A Change is a delta, not a whole-record replacement: setting one key never
 // overwrites a key another request set concurrently, and integer increments

@@ -7,7 +7,7 @@ import (
 	"github.com/raftsession/raftsession/session"
 )
 
-// A request-scoped handle records a delta; Save (or the middleware, before
+// A handler's Session records a delta; Save (or the middleware, before
 // the response) commits it. Handlers normally get their Session from
 // httpmw.FromContext; Open is what the middleware calls.
 func ExampleSession() {
@@ -17,7 +17,8 @@ func ExampleSession() {
 	ctx := context.Background()
 
 	// First request: no cookie, a new session.
-	s := session.Open(cfg, "", nil, 0)
+	first := session.Open(cfg, "", nil, 0)
+	s := first.Session()
 	s.Set("user", "alice")
 	s.Set("theme", "dark")
 	if err := s.Save(ctx); err != nil {
@@ -25,11 +26,39 @@ func ExampleSession() {
 		return
 	}
 
-	// Next request: load by the ID (and index) the cookie carries.
-	rec, _ := store.Load(ctx, s.ID(), session.LoadOptions{MinIndex: s.Index()})
-	next := session.Open(cfg, s.ID(), rec, s.Index())
+	// Next request: load by the ID and index the cookie carries.
+	id, index := s.ID(), first.Index()
+	rec, _ := store.Load(ctx, id, session.LoadOptions{MinIndex: index})
+	next := session.Open(cfg, id, rec, index).Session()
 	fmt.Println(next.GetString("user"), next.Keys())
 	// Output: alice [theme user]
+}
+
+// What a middleware does with a Handle around one request: open it, give
+// the handler its Session, commit before the response starts, and build
+// the cookie from what the Handle reports.
+func ExampleHandle() {
+	store := session.NewMemoryStore(session.MemoryOptions{})
+	defer store.Close()
+	cfg := &session.Config{Store: store}
+	ctx := context.Background()
+
+	h := session.Open(cfg, "", nil, 0) // no cookie: a new session
+	handler := func(s *session.Session) { s.Set("cart", 3) }
+	handler(h.Session())
+
+	committed, err := h.CommitForResponse(ctx, false, false)
+	fmt.Println("committed:", committed, err)
+	fmt.Println("status:", h.Status(), "used:", h.Used(), "modified:", h.Modified())
+	if h.Status() == session.StatusStored {
+		// The cookie carries the ID and the index of this write, so the
+		// next request reads its own write on any replica.
+		fmt.Println("cookie index > 0:", h.Index() > 0, "persistent:", h.Persistent())
+	}
+	// Output:
+	// committed: true <nil>
+	// status: stored used: true modified: false
+	// cookie index > 0: true persistent: false
 }
 
 // Incr is evaluated by the store, so concurrent requests never lose a
@@ -37,7 +66,7 @@ func ExampleSession() {
 func ExampleSession_Incr() {
 	store := session.NewMemoryStore(session.MemoryOptions{})
 	defer store.Close()
-	s := session.Open(&session.Config{Store: store}, "", nil, 0)
+	s := session.Open(&session.Config{Store: store}, "", nil, 0).Session()
 	ctx := context.Background()
 	for range 3 {
 		n, err := s.Incr(ctx, "views", 1)
@@ -53,7 +82,7 @@ func ExampleSession_Incr() {
 func ExampleSession_PopString() {
 	store := session.NewMemoryStore(session.MemoryOptions{})
 	defer store.Close()
-	s := session.Open(&session.Config{Store: store}, "", nil, 0)
+	s := session.Open(&session.Config{Store: store}, "", nil, 0).Session()
 	s.Set("flash", "Profile saved")
 	fmt.Printf("%q\n", s.PopString("flash"))
 	fmt.Printf("%q\n", s.PopString("flash"))
@@ -70,7 +99,7 @@ func ExampleSession_DestroyOwned() {
 	ctx := context.Background()
 	var phone, laptop *session.Session
 	for _, p := range []**session.Session{&phone, &laptop} {
-		*p = session.Open(cfg, "", nil, 0)
+		*p = session.Open(cfg, "", nil, 0).Session()
 		(*p).SetOwner("user:42")
 		(*p).Save(ctx)
 	}

@@ -13,7 +13,8 @@ import (
 // MemoryOptions configure a [MemoryStore]. The zero value is ready to use.
 type MemoryOptions struct {
 	// Limits bound what one session may hold. Zero fields take the values
-	// of [DefaultLimits].
+	// of [DefaultLimits]. [MemoryStore.Limits] reports them, and the
+	// middleware takes them as its own.
 	Limits Limits
 	// JanitorInterval is how often expired records are removed from
 	// memory. Expired records are never returned before then; the janitor
@@ -63,6 +64,7 @@ type MemoryStore struct {
 var (
 	_ OwnerStore = (*MemoryStore)(nil)
 	_ CountStore = (*MemoryStore)(nil)
+	_ LimitStore = (*MemoryStore)(nil)
 )
 
 // memEntry is one stored record and its place in the expiry heap. The
@@ -95,6 +97,10 @@ func NewMemoryStore(opt MemoryOptions) *MemoryStore {
 	go s.janitor()
 	return s
 }
+
+// Limits implements [LimitStore]: the limits every commit is checked
+// against, from [MemoryOptions.Limits].
+func (s *MemoryStore) Limits() Limits { return s.lim }
 
 // Load returns the live record of id. A session that never existed, was
 // destroyed or has expired returns an error wrapping [ErrNotFound]; a closed

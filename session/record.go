@@ -225,7 +225,11 @@ func DefaultLimits() Limits {
 
 // WithDefaults returns l with zero fields replaced by defaults.
 func (l Limits) WithDefaults() Limits {
-	d := DefaultLimits()
+	return l.or(DefaultLimits())
+}
+
+// or returns l with its zero (or negative) fields taken from d.
+func (l Limits) or(d Limits) Limits {
 	if l.MaxBytes <= 0 {
 		l.MaxBytes = d.MaxBytes
 	}
@@ -282,42 +286,10 @@ func (d *Delta) Apply(prev *Record, now time.Time, version uint64, lim Limits) (
 
 	var results []int64
 	if d.Clear || len(d.Ops) > 0 {
-		var vals map[string][]byte
-		if d.Clear || prev == nil {
-			vals = make(map[string][]byte, len(d.Ops))
-		} else {
-			vals = maps.Clone(prev.Values)
-			if vals == nil {
-				vals = make(map[string][]byte, len(d.Ops))
-			}
-		}
-		results = make([]int64, len(d.Ops))
-		for i, op := range d.Ops {
-			if len(op.Key) > lim.MaxKeyBytes {
-				return nil, nil, fmt.Errorf("%w: key is %d bytes, limit %d", ErrTooLarge, len(op.Key), lim.MaxKeyBytes)
-			}
-			switch op.Kind {
-			case OpSet:
-				vals[op.Key] = op.Value
-			case OpDelete:
-				delete(vals, op.Key)
-			case OpIncr:
-				n, err := incr(vals[op.Key], op.Delta)
-				if err != nil {
-					return nil, nil, fmt.Errorf("incr %q: %w", op.Key, err)
-				}
-				vals[op.Key] = strconv.AppendInt(nil, n, 10)
-				results[i] = n
-			case OpCAS:
-				cur, ok := vals[op.Key]
-				if op.Old == nil && ok || op.Old != nil && (!ok || !bytes.Equal(cur, op.Old)) {
-					return nil, nil, fmt.Errorf("cas %q: %w", op.Key, ErrCASFailed)
-				}
-				vals[op.Key] = op.Value
-			}
-			if v := vals[op.Key]; len(v) > lim.MaxValueBytes {
-				return nil, nil, fmt.Errorf("%w: value of %q is %d bytes, limit %d", ErrTooLarge, op.Key, len(v), lim.MaxValueBytes)
-			}
+		vals := d.baseValues(prev)
+		var err error
+		if results, err = d.applyOps(vals, lim); err != nil {
+			return nil, nil, err
 		}
 		next.Values = vals
 		if len(vals) > lim.MaxKeys {
@@ -331,6 +303,60 @@ func (d *Delta) Apply(prev *Record, now time.Time, version uint64, lim Limits) (
 		next.Values = map[string][]byte{}
 	}
 	return &next, results, nil
+}
+
+// baseValues returns the values d's ops start from: a copy of prev's, or
+// an empty map for a create or a Clear. The copy leaves prev immutable.
+func (d *Delta) baseValues(prev *Record) map[string][]byte {
+	if d.Clear || prev == nil || prev.Values == nil {
+		return make(map[string][]byte, len(d.Ops))
+	}
+	return maps.Clone(prev.Values)
+}
+
+// applyOps applies d's ops to vals in order and returns each op's result:
+// the new value of an increment, 0 for other kinds.
+func (d *Delta) applyOps(vals map[string][]byte, lim Limits) ([]int64, error) {
+	results := make([]int64, len(d.Ops))
+	for i := range d.Ops {
+		n, err := d.Ops[i].apply(vals, lim)
+		if err != nil {
+			return nil, err
+		}
+		results[i] = n
+	}
+	return results, nil
+}
+
+// apply applies op to vals, checking its key and the resulting value
+// against lim, and returns the new value of an increment.
+func (op *Op) apply(vals map[string][]byte, lim Limits) (int64, error) {
+	if len(op.Key) > lim.MaxKeyBytes {
+		return 0, fmt.Errorf("%w: key is %d bytes, limit %d", ErrTooLarge, len(op.Key), lim.MaxKeyBytes)
+	}
+	var n int64
+	switch op.Kind {
+	case OpSet:
+		vals[op.Key] = op.Value
+	case OpDelete:
+		delete(vals, op.Key)
+	case OpIncr:
+		var err error
+		if n, err = incr(vals[op.Key], op.Delta); err != nil {
+			return 0, fmt.Errorf("incr %q: %w", op.Key, err)
+		}
+		vals[op.Key] = strconv.AppendInt(nil, n, 10)
+	case OpCAS:
+		cur, ok := vals[op.Key]
+		if op.Old == nil && ok || op.Old != nil && (!ok || !bytes.Equal(cur, op.Old)) {
+			return 0, fmt.Errorf("cas %q: %w", op.Key, ErrCASFailed)
+		}
+		vals[op.Key] = op.Value
+	}
+	if v := vals[op.Key]; len(v) > lim.MaxValueBytes {
+		return 0, fmt.Errorf("%w: value of %q is %d bytes, limit %d", ErrTooLarge, op.Key, len(v), lim.MaxValueBytes)
+	}
+	return n, nil
 }
 
 func incr(cur []byte, delta int64) (int64, error) {

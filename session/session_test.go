@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,20 +26,32 @@ func newFixture(t *testing.T, lim session.Limits) *fixture {
 	return &fixture{store: st, cfg: &session.Config{Store: st, Limits: lim}}
 }
 
+// request is one request's session as both sides see it: the handler's
+// Session and the middleware's Handle.
+type request struct {
+	*session.Handle
+	*session.Session
+}
+
+func openRequest(cfg *session.Config, id string, rec *session.Record, index uint64) request {
+	h := session.Open(cfg, id, rec, index)
+	return request{h, h.Session()}
+}
+
 // open loads id as the middleware would.
-func (f *fixture) open(t *testing.T, id string, index uint64) *session.Session {
+func (f *fixture) open(t *testing.T, id string, index uint64) request {
 	t.Helper()
 	rec, err := f.store.Load(t.Context(), id, session.LoadOptions{MinIndex: index})
 	if err != nil {
 		t.Fatalf("load %s: %v", id, err)
 	}
-	return session.Open(f.cfg, id, rec, index)
+	return openRequest(f.cfg, id, rec, index)
 }
 
 // create stores a session holding kv pairs and returns its ID.
 func (f *fixture) create(t *testing.T, kv ...string) (string, uint64) {
 	t.Helper()
-	s := session.Open(f.cfg, "", nil, 0)
+	s := openRequest(f.cfg, "", nil, 0)
 	for i := 0; i+1 < len(kv); i += 2 {
 		must(t, s.Set(kv[i], kv[i+1]))
 	}
@@ -56,7 +69,7 @@ func must(t *testing.T, err error) {
 func TestTypedGettersRoundTrip(t *testing.T) {
 	f := newFixture(t, session.Limits{})
 	when := time.Date(2030, 5, 6, 7, 8, 9, 10, time.UTC)
-	s := session.Open(f.cfg, "", nil, 0)
+	s := openRequest(f.cfg, "", nil, 0)
 	must(t, s.Set("s", "张三 <&>"))
 	must(t, s.Set("i", 42))
 	must(t, s.Set("b", true))
@@ -122,7 +135,7 @@ func TestJSONCodecMatchesEncodingJSON(t *testing.T) {
 
 func TestLimits(t *testing.T) {
 	f := newFixture(t, session.Limits{MaxBytes: 100, MaxKeys: 3, MaxValueBytes: 40, MaxKeyBytes: 10})
-	s := session.Open(f.cfg, "", nil, 0)
+	s := openRequest(f.cfg, "", nil, 0)
 	tests := []struct {
 		name string
 		key  string
@@ -149,6 +162,36 @@ func TestLimits(t *testing.T) {
 		t.Errorf("empty key: %v, want ErrInvalid", err)
 	}
 	must(t, s.Save(t.Context()))
+}
+
+// A Config without Limits checks the store's; a field it sets is
+// stricter and wins, the others stay the store's.
+func TestConfigLimitsDefaultToTheStore(t *testing.T) {
+	st := session.NewMemoryStore(session.MemoryOptions{Limits: session.Limits{MaxKeys: 2, MaxValueBytes: 8}})
+	t.Cleanup(func() { st.Close() })
+	tests := []struct {
+		name    string
+		limits  session.Limits
+		keys    int    // keys set before
+		value   string // its JSON encoding adds two bytes
+		wantErr error
+	}{
+		{"store's value limit", session.Limits{}, 0, "1234567", session.ErrTooLarge},
+		{"fits the store's", session.Limits{}, 0, "123456", nil},
+		{"stricter value limit", session.Limits{MaxValueBytes: 4}, 0, "123", session.ErrTooLarge},
+		{"store's key count", session.Limits{MaxValueBytes: 4}, 2, "1", session.ErrTooLarge},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := session.Open(&session.Config{Store: st, Limits: tc.limits}, "", nil, 0).Session()
+			for i := range tc.keys {
+				must(t, s.Set(strconv.Itoa(i), 1))
+			}
+			if err := s.Set("k", tc.value); !errors.Is(err, tc.wantErr) {
+				t.Errorf("Set of %d bytes after %d keys: got %v, want %v", len(tc.value), tc.keys, err, tc.wantErr)
+			}
+		})
+	}
 }
 
 func TestPopIsFlash(t *testing.T) {
@@ -213,7 +256,7 @@ func TestConcurrentHandles(t *testing.T) {
 	f := newFixture(t, session.Limits{})
 	id, idx := f.create(t)
 	var wg sync.WaitGroup
-	handles := make([]*session.Session, 32)
+	handles := make([]request, 32)
 	for i := range handles {
 		handles[i] = f.open(t, id, idx)
 	}
@@ -355,7 +398,7 @@ func TestReloadRebasesPending(t *testing.T) {
 
 func TestTimeoutsAndPersist(t *testing.T) {
 	f := newFixture(t, session.Limits{})
-	s := session.Open(f.cfg, "", nil, 0)
+	s := openRequest(f.cfg, "", nil, 0)
 	if s.Persistent() {
 		t.Error("persistent by default")
 	}
@@ -368,7 +411,7 @@ func TestTimeoutsAndPersist(t *testing.T) {
 	if rec.IdleTimeout != 30*24*time.Hour || rec.AbsoluteDeadline.Sub(rec.Created) != 30*24*time.Hour {
 		t.Errorf("idle %v lifetime %v", rec.IdleTimeout, rec.AbsoluteDeadline.Sub(rec.Created))
 	}
-	got := session.Open(f.cfg, s.ID(), rec, s.Index())
+	got := openRequest(f.cfg, s.ID(), rec, s.Index())
 	if !got.Persistent() || len(got.Keys()) != 0 {
 		t.Errorf("persistent %v, keys %v (the flag must stay hidden)", got.Persistent(), got.Keys())
 	}
@@ -383,14 +426,14 @@ func TestTimeoutsAndPersist(t *testing.T) {
 
 func TestOwnerListAndDestroy(t *testing.T) {
 	f := newFixture(t, session.Limits{})
-	var handles []*session.Session
+	var handles []request
 	for range 3 {
-		s := session.Open(f.cfg, "", nil, 0)
+		s := openRequest(f.cfg, "", nil, 0)
 		must(t, s.SetOwner("user:1"))
 		must(t, s.Save(t.Context()))
 		handles = append(handles, s)
 	}
-	other := session.Open(f.cfg, "", nil, 0)
+	other := openRequest(f.cfg, "", nil, 0)
 	must(t, other.SetOwner("user:2"))
 	must(t, other.Save(t.Context()))
 
@@ -427,7 +470,7 @@ func TestOwnerListAndDestroy(t *testing.T) {
 	if c, _ := f.store.Count(t.Context()); c != 1 {
 		t.Errorf("%d sessions left, want user:2's only", c)
 	}
-	if _, err := session.Open(f.cfg, "", nil, 0).DestroyOwned(t.Context(), false); !errors.Is(err, session.ErrInvalid) {
+	if _, err := openRequest(f.cfg, "", nil, 0).DestroyOwned(t.Context(), false); !errors.Is(err, session.ErrInvalid) {
 		t.Errorf("DestroyOwned without owner: %v", err)
 	}
 }
@@ -435,7 +478,7 @@ func TestOwnerListAndDestroy(t *testing.T) {
 // A new session that the handler never changed is not stored unless asked.
 func TestCommitForResponseRules(t *testing.T) {
 	f := newFixture(t, session.Limits{})
-	s := session.Open(f.cfg, "", nil, 0)
+	s := openRequest(f.cfg, "", nil, 0)
 	if ok, err := s.CommitForResponse(t.Context(), false, false); ok || err != nil {
 		t.Errorf("unchanged new session committed: %v %v", ok, err)
 	}

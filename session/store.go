@@ -96,3 +96,24 @@ type OwnerStore interface {
 type CountStore interface {
 	Count(ctx context.Context) (int, error)
 }
+
+// LimitStore is implemented by stores that enforce per-session [Limits] on
+// every commit and can say which: [MemoryStore] (its
+// [MemoryOptions.Limits]) and the cluster store (its Config.Limits). The
+// store's limits are the one declaration: a [Config] and httpmw take them
+// as their defaults (see [LimitsOf]), so the limits a handler's
+// [Session.Set] checks are the ones the store enforces.
+type LimitStore interface {
+	// Limits returns the limits the store enforces.
+	Limits() Limits
+}
+
+// LimitsOf returns the limits store enforces: its [LimitStore.Limits], zero
+// fields filled from [DefaultLimits], or DefaultLimits for a store that
+// does not say.
+func LimitsOf(store Store) Limits {
+	if ls, ok := store.(LimitStore); ok {
+		return ls.Limits().WithDefaults()
+	}
+	return DefaultLimits()
+}

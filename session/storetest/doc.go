@@ -6,8 +6,9 @@
 // expiry, read-your-writes, index monotonicity and the concurrency
 // guarantees that make raftsession safe for concurrent requests (changes
 // to different keys both survive; increments are never lost; a destroyed
-// session is never resurrected). The optional [session.OwnerStore] and
-// [session.CountStore] abilities are tested when the store has them.
+// session is never resurrected). The optional [session.OwnerStore],
+// [session.CountStore] and [session.LimitStore] abilities are tested when
+// the store has them.
 //
 // A store package calls it from an ordinary test:
 //

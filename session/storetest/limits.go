@@ -9,6 +9,19 @@ import (
 var limitTests = []contractTest{
 	{name: "AtLimits", fn: testAtLimits},
 	{name: "TooLarge", fn: testTooLarge},
+	{name: "ReportedLimits", fn: testReportedLimits},
+}
+
+// testReportedLimits: a store that reports its limits reports the ones it
+// enforces, since the middleware checks a handler's values against them.
+func testReportedLimits(h *harness) {
+	ls, ok := h.raw.(session.LimitStore)
+	if !ok {
+		h.Skip("the store does not implement session.LimitStore")
+	}
+	if got := ls.Limits(); got != suiteLimits {
+		h.Errorf("Limits(): got %+v, want %+v", got, suiteLimits)
+	}
 }
 
 // testAtLimits fills a session exactly to each limit: nothing is rejected.

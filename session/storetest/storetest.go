@@ -105,7 +105,7 @@ func Run(t *testing.T, newStore Factory) {
 			if store == nil {
 				t.Fatal("factory returned a nil store")
 			}
-			tc.fn(&harness{T: t, ctx: t.Context(), store: newClient(store), clock: clock})
+			tc.fn(&harness{T: t, ctx: t.Context(), store: newClient(store), raw: store, clock: clock})
 		})
 	}
 }
@@ -117,6 +117,7 @@ type harness struct {
 	*testing.T
 	ctx   context.Context
 	store session.Store
+	raw   session.Store // as the factory made it, for its optional abilities
 	clock *Clock
 }
 
@@ -124,7 +125,7 @@ type harness struct {
 func (h *harness) run(name string, fn func(h *harness)) {
 	h.Helper()
 	h.Run(name, func(t *testing.T) {
-		fn(&harness{T: t, ctx: t.Context(), store: h.store, clock: h.clock})
+		fn(&harness{T: t, ctx: t.Context(), store: h.store, raw: h.raw, clock: h.clock})
 	})
 }
 
