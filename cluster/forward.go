@@ -141,6 +141,10 @@ type forwardClient struct {
 	nextID atomic.Uint64
 	// maxRequest is the largest request frame peers accept.
 	maxRequest int
+	// loseReply, when set (tests), is asked about every reply: true drops
+	// it and cuts the connection, as a crash of the leader right after it
+	// applied the request, or a broken network, would.
+	loseReply func(kind byte) bool
 
 	mu     sync.Mutex
 	peers  map[string][]*clientConn
@@ -362,6 +366,10 @@ func (cc *clientConn) readLoop() {
 		f, err := readFrame(r, false)
 		if err != nil {
 			cc.fail(err)
+			return
+		}
+		if lose := cc.c.loseReply; lose != nil && lose(f.kind) {
+			cc.fail(errors.New("cluster: reply lost (test)"))
 			return
 		}
 		cc.mu.Lock()

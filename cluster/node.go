@@ -51,6 +51,7 @@ type Node struct {
 	gossipAdv string
 	reads     *readIndexer
 	batch     *commitBatcher // coalesces this leader's commits
+	requests  *requestIDs    // numbers this node's commits
 	// keyCipher seals the signing keyring; nil without a cluster key.
 	keyCipher *keyringCipher
 	metrics   Metrics
@@ -109,6 +110,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		poke: make(chan struct{}, 1), members: map[string]memberStatus{}}
 	var err error
 	if n.keyCipher, err = newKeyringCipher(cfg.clusterKeys()); err != nil {
+		return nil, err
+	}
+	if n.requests, err = newRequestIDs(cfg.NodeID); err != nil {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())

@@ -13,10 +13,14 @@ import (
 )
 
 // propose commits cmd through the leader: locally when this node leads,
-// forwarded otherwise. Requests that provably did not reach a leader are
-// retried across elections for up to ForwardHold; a request whose fate is
-// unknown (connection lost or leadership lost after sending) is not
-// retried, since an increment must never apply twice.
+// forwarded otherwise, numbered as one of this node's requests so that the
+// state machine applies it at most once (see requestIDs). Attempts that
+// provably did not reach a leader, and attempts whose outcome is unknown
+// (connection lost or leadership lost after sending), are retried at the
+// next leader with the same number for up to ForwardHold: a retry of a
+// commit that did apply answers with its first result. Only when no leader
+// answers in that time, or the caller's deadline passes, does the caller
+// hear "outcome unknown".
 func (n *Node) propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 	start := time.Now()
 	if _, ok := ctx.Deadline(); !ok {
@@ -24,7 +28,9 @@ func (n *Node) propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 		ctx, cancel = context.WithTimeout(ctx, n.cfg.CommitTimeout)
 		defer cancel()
 	}
-	r, err := n.proposeOnce(ctx, cmd)
+	seq, floor := n.requests.begin()
+	defer n.requests.end(seq)
+	r, err := n.proposeOnce(ctx, fsm.EncodeRequest(n.requests.proposer, seq, floor, cmd))
 	n.metrics.observeCommit(time.Since(start), err)
 	if err == nil {
 		atomicMax(&n.lastCommitted, r.Index)
@@ -32,17 +38,30 @@ func (n *Node) propose(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 	return r, err
 }
 
-func (n *Node) proposeOnce(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+// proposeOnce runs a numbered request at the leaders until one answers.
+func (n *Node) proposeOnce(ctx context.Context, req []byte) (*fsm.Result, error) {
 	var res *fsm.Result
+	unknown := false // an attempt may have been applied
+	retry := func() (bool, error) {
+		unknown = true
+		n.metrics.CommitRetries.Add(1)
+		return false, nil
+	}
 	err := n.onLeader(ctx, "commit", attempt{
 		local: func() (bool, error) {
-			r, err := n.applyLocal(ctx, cmd)
+			r, err := n.applyLocal(ctx, req)
+			switch {
+			case errors.Is(err, raft.ErrNotLeader):
+				return false, nil // never appended
+			case errors.Is(err, errLeadershipLost):
+				return retry()
+			}
 			res = r
-			return !errors.Is(err, raft.ErrNotLeader), err
+			return true, err
 		},
 		remote: func(addr string, changed <-chan struct{}) (bool, error) {
 			n.metrics.Forwarded.Add(1)
-			f, err := n.client.call(ctx, addr, reqApply, cmd, changed)
+			f, err := n.client.call(ctx, addr, reqApply, req, changed)
 			switch {
 			case errors.Is(err, session.ErrTooLarge):
 				return true, err // refused before sending
@@ -50,8 +69,8 @@ func (n *Node) proposeOnce(ctx context.Context, cmd []byte) (*fsm.Result, error)
 				return false, nil // never sent
 			case err != nil && ctx.Err() != nil:
 				return true, fmt.Errorf("%w: commit outcome unknown: %w", session.ErrTimeout, ctx.Err())
-			case err != nil:
-				return true, fmt.Errorf("%w: commit outcome unknown: %w", session.ErrNoLeader, err)
+			case err != nil, f.kind == statusUnknown:
+				return retry()
 			case f.kind == statusNotLeader:
 				return false, nil
 			case f.kind != statusOK:
@@ -65,11 +84,19 @@ func (n *Node) proposeOnce(ctx context.Context, cmd []byte) (*fsm.Result, error)
 			return true, nil
 		},
 	})
+	if err != nil && unknown && errors.Is(err, session.ErrNoLeader) {
+		return nil, fmt.Errorf("%w: commit outcome unknown", err)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return res, nil
 }
+
+// errLeadershipLost marks an applyLocal whose entry was appended but whose
+// leader lost its leadership before the entry committed: it may or may not
+// commit under the next leader.
+var errLeadershipLost = errors.New("cluster: leadership lost during commit")
 
 // applyLocal proposes on this node as leader. raft.ErrNotLeader means the
 // command was never appended and may be retried elsewhere.
@@ -93,7 +120,7 @@ func (n *Node) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, error) 
 		case errors.Is(err, session.ErrClosed):
 			return nil, err
 		case errors.Is(err, raft.ErrLeadershipLost):
-			return nil, fmt.Errorf("%w: commit outcome unknown: %w", session.ErrNoLeader, err)
+			return nil, fmt.Errorf("%w: %w: commit outcome unknown: %w", session.ErrNoLeader, errLeadershipLost, err)
 		case errors.Is(err, raft.ErrRaftShutdown):
 			return nil, fmt.Errorf("%w: %w", session.ErrClosed, err)
 		case errors.Is(err, raft.ErrEnqueueTimeout):

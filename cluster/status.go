@@ -106,9 +106,13 @@ func (n *Node) gossipHealth(id string) string {
 
 // Metrics are the node's counters, for export by the application.
 type Metrics struct {
-	Commits       atomic.Uint64 // commits attempted through this node
-	CommitErrors  atomic.Uint64 // of which failed (rejections are not failures)
-	Forwarded     atomic.Uint64 // commits sent to the leader
+	Commits      atomic.Uint64 // commits attempted through this node
+	CommitErrors atomic.Uint64 // of which failed (rejections are not failures)
+	Forwarded    atomic.Uint64 // commits sent to the leader
+	// CommitRetries counts attempts whose outcome was unknown (a reply
+	// lost with its leader or connection) and were retried under the same
+	// request number, which the state machine applies at most once.
+	CommitRetries atomic.Uint64
 	ReadWaits     atomic.Uint64 // reads that waited for the replica to catch up
 	ReadFallbacks atomic.Uint64 // reads that then went to the leader
 	// Refused counts node-to-node connections and requests turned away:

@@ -58,7 +58,7 @@ func TestAdminEndpoints(t *testing.T) {
 		"raftsession_raft_applied_index", "raftsession_raft_commit_index", "raftsession_raft_last_contact_seconds",
 		"raftsession_sessions 1", "raftsession_commits_total", "raftsession_commit_duration_seconds_bucket",
 		"raftsession_forwarded_total", "raftsession_read_waits_total", "raftsession_read_fallbacks_total",
-		"raftsession_node_port_refused_total",
+		"raftsession_node_port_refused_total", "raftsession_commit_retries_total",
 		"raft_commitTime", "go_goroutines"} {
 		if !strings.Contains(r.body, name) {
 			t.Errorf("metrics lack %s", name)

@@ -34,6 +34,7 @@ type nodeCollector struct {
 	waits     *prometheus.Desc
 	fallbacks *prometheus.Desc
 	refused   *prometheus.Desc
+	retries   *prometheus.Desc
 }
 
 func newNodeCollector(node *cluster.Node, keys func() int) *nodeCollector {
@@ -59,13 +60,14 @@ func newNodeCollector(node *cluster.Node, keys func() int) *nodeCollector {
 		forwarded: d("forwarded_total", "Commits forwarded to the leader."),
 		waits:     d("read_waits_total", "Read-your-writes reads that waited for the local replica to catch up."),
 		fallbacks: d("read_fallbacks_total", "Read-your-writes reads that then went to the leader."),
+		retries:   d("commit_retries_total", "Commits whose outcome was unknown (reply lost) and were retried under the same request number, applied at most once."),
 		refused:   d("node_port_refused_total", "Node-to-node connections and requests refused: failed authentication, a sender not allowed the request, the connection limit, garbage."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.leader, c.term, c.applied, c.commit, c.last, c.contact,
-		c.members, c.sess, c.signing, c.commits, c.commitErr, c.latency, c.forwarded, c.waits, c.fallbacks, c.refused} {
+		c.members, c.sess, c.signing, c.commits, c.commitErr, c.latency, c.forwarded, c.waits, c.fallbacks, c.refused, c.retries} {
 		ch <- d
 	}
 }
@@ -110,6 +112,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.waits, m.ReadWaits.Load())
 	counter(c.fallbacks, m.ReadFallbacks.Load())
 	counter(c.refused, m.Refused.Load())
+	counter(c.retries, m.CommitRetries.Load())
 	buckets := make(map[float64]uint64, len(cluster.LatencyBuckets))
 	var cum uint64
 	for i, le := range cluster.LatencyBuckets {
