@@ -150,6 +150,10 @@ func TestStopAndKill(t *testing.T) {
 func TestWaitOK(t *testing.T) {
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
 		if calls.Add(1) < 3 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
@@ -163,7 +167,7 @@ func TestWaitOK(t *testing.T) {
 	// A process that exits ends the wait at once, with its log.
 	q := MustStart(t, sh("echo bad flag; exit 1"))
 	start := time.Now()
-	err := q.WaitOK(srv.URL+"/never", time.Minute)
+	err := q.WaitOK(srv.URL+"/missing", time.Minute)
 	if err == nil || !strings.Contains(err.Error(), "bad flag") || time.Since(start) > 10*time.Second {
 		t.Fatalf("got %v after %v, want the exit and its log at once", err, time.Since(start))
 	}
