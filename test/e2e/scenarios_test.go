@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftsession/raftsession/internal/nodeproc"
 	"github.com/raftsession/raftsession/test/e2e/harness"
 )
 
@@ -58,7 +59,7 @@ func (r *run) must(err error) {
 func (r *run) waitAcks(n int, timeout time.Duration) {
 	r.t.Helper()
 	target := r.w.hist.Stats().Writes + n
-	r.must(harness.Poll(timeout, func() error {
+	r.must(nodeproc.Poll(timeout, func() error {
 		if got := r.w.hist.Stats().Writes; got < target {
 			return fmt.Errorf("%d of %d acknowledged writes", got, target)
 		}
@@ -79,8 +80,8 @@ func (r *run) follower() *harness.Node {
 	l := r.leader()
 	// Right after start-up an election can still be settling: ask until
 	// every node agrees on a leader again.
-	var ls harness.Status
-	r.must(harness.Poll(30*time.Second, func() error {
+	var ls nodeproc.Status
+	r.must(nodeproc.Poll(30*time.Second, func() error {
 		var err error
 		l, ls, err = r.c.Leader()
 		return err
@@ -297,7 +298,7 @@ var pauseLeader = scenario{name: "pause-leader", fault: func(r *run) {
 	before := r.w.hist.Stats().Writes
 	nl := r.leader()
 	r.logf("new leader %s", nl.ID)
-	_ = harness.Poll(4*time.Second, func() error {
+	_ = nodeproc.Poll(4*time.Second, func() error {
 		if r.w.hist.Stats().Writes < before+5 {
 			return errors.New("waiting")
 		}
@@ -326,7 +327,7 @@ var snapshotCatchUp = scenario{name: "snapshot-catch-up",
 		r.must(err)
 		r.logf("isolate follower %s at last index %d", f.ID, fs.LastIndex)
 		f.Isolate()
-		r.must(harness.Poll(90*time.Second, func() error {
+		r.must(nodeproc.Poll(90*time.Second, func() error {
 			for _, n := range r.c.Members() {
 				if n == f {
 					continue
@@ -375,7 +376,7 @@ var gracefulLeave = scenario{name: "graceful-leave", fault: func(r *run) {
 	f := r.follower()
 	r.logf("%s leaves", f.ID)
 	r.must(f.Leave(30 * time.Second))
-	r.must(harness.Poll(30*time.Second, func() error {
+	r.must(nodeproc.Poll(30*time.Second, func() error {
 		_, ls, err := r.c.Leader()
 		if err != nil {
 			return err
