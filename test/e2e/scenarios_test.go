@@ -25,6 +25,10 @@ type scenario struct {
 	args        []string // extra node flags
 	browsers    int      // single-tab browsers (default 6)
 	twoTab      int      // two-tab browsers (linearizable only)
+	// short marks the scenario that also runs under go test -short: one
+	// fault, the commonest, so that a quick run still drives real
+	// processes through a failover and the checker.
+	short bool
 	// fault runs while the load is on and must leave every node it
 	// touched running, resumed and healed (or departed).
 	fault func(r *run)
@@ -172,10 +176,14 @@ func runScenario(t *testing.T, sc scenario, seed uint64) {
 	counted = true
 }
 
-// scenarioTest runs sc once, unless a soak is on (TestSoak runs it then).
+// scenarioTest runs sc once, unless a soak is on (TestSoak runs it then)
+// or -short leaves it out.
 func scenarioTest(t *testing.T, sc scenario) {
 	if soakFor > 0 {
 		t.Skip("E2E_SOAK is set: TestSoak runs this scenario")
+	}
+	if testing.Short() && !sc.short {
+		t.Skip("-short runs only the kill-leader scenario")
 	}
 	runScenario(t, sc, 1)
 }
@@ -222,7 +230,7 @@ var scenarios = []scenario{killLeader, rollingRestart, isolateLeader, pauseLeade
 
 // killLeader: kill -9 the leader and restart it; then kill -9 a follower
 // and restart it.
-var killLeader = scenario{name: "kill-leader", fault: func(r *run) {
+var killLeader = scenario{name: "kill-leader", short: true, fault: func(r *run) {
 	l := r.leader()
 	r.logf("kill -9 leader %s", l.ID)
 	r.must(l.Kill())
