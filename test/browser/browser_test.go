@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 // nodes, SIGKILL the node that served the last page, reload, and still be
 // logged in with the same count.
 func TestSessionSurvivesNodeKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a browser and a three-node cluster")
+	}
 	chromium := findChromium(t)
 	c := startCluster(t, 3)
 
