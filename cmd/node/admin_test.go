@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/raftsession/raftsession/internal/nodeproc"
 )
 
 func TestAdminEndpoints(t *testing.T) {
@@ -87,7 +90,12 @@ func TestAdminEndpoints(t *testing.T) {
 		if s.Owner != "user:alice" {
 			t.Fatalf("rotation %d logged the user out: %+v", i, s)
 		}
-		waitFor(t, 10*time.Second, "the new key to sign", func() bool { return m.keys.signing() == rot.Primary })
+		nodeproc.WaitFor(t, 10*time.Second, "the new key to sign", func() error {
+			if id := m.keys.signing(); id != rot.Primary {
+				return fmt.Errorf("signing with %s", id)
+			}
+			return nil
+		})
 		// This request re-signs the cookie with the new key.
 		if s := decode[sessionJSON](t, c.do("GET", app+"/api/session", "")); s.Owner != "user:alice" {
 			t.Fatalf("rotation %d logged the user out: %+v", i, s)

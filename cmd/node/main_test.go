@@ -7,35 +7,18 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
-)
 
-// The node binary is built once, on first use, for the tests that run
-// real processes.
-var (
-	binDir    string
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	"github.com/raftsession/raftsession/internal/nodeproc"
 )
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		var err error
-		if binDir, err = os.MkdirTemp("", "raftsession-node-test-"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(binDir)
-		return m.Run()
-	}()
+	code := m.Run()
+	nodeproc.Cleanup()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
@@ -43,34 +26,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// nodeBinary returns the path of the built node, building it on first use.
-func nodeBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		binPath = filepath.Join(binDir, "node")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
 }
 
 // client is a cookie-keeping HTTP client whose connections are closed at
@@ -159,15 +114,12 @@ func mustRunWith(t testing.TB, dir string, adjust func(*Main), args ...string) *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	waitReady(t, newClient(t), "http://"+m.AdminAddr())
+	waitReady(t, "http://"+m.AdminAddr())
 	return m
 }
 
 // waitReady waits until the admin listener at base says ready.
-func waitReady(t testing.TB, c *client, base string) {
+func waitReady(t testing.TB, base string) {
 	t.Helper()
-	waitFor(t, 30*time.Second, base+"/readyz", func() bool {
-		r, err := c.try("GET", base+"/readyz", "")
-		return err == nil && r.status == 200
-	})
+	nodeproc.WaitFor(t, 30*time.Second, base+"/readyz", func() error { return nodeproc.GetOK(base + "/readyz") })
 }

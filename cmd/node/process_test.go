@@ -1,33 +1,26 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
+	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftsession/raftsession/internal/nodeproc"
 )
 
-// proc is one node process built from this package.
+// proc is one node process built from this package, with the addresses
+// it bound.
 type proc struct {
-	t       *testing.T
-	cmd     *exec.Cmd
-	addrs   chan map[string]string // the "serving" log line's addresses
-	http    string                 // http://host:port of the demo app
-	admin   string                 // http://host:port of the admin listener
-	gossip  string                 // host:port
-	exited  chan struct{}
-	waitErr error
-	mu      sync.Mutex
-	log     strings.Builder
+	*nodeproc.Proc
+	http   string // http://host:port of the demo app
+	admin  string // http://host:port of the admin listener
+	gossip string // host:port
 }
 
 // startProc runs the node binary with args (free ports on 127.0.0.1
@@ -42,82 +35,38 @@ func startProc(t *testing.T, args ...string) *proc {
 func startProcEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	base := []string{"-http", "127.0.0.1:0", "-admin", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-gossip", "127.0.0.1:0"}
-	p := &proc{t: t, addrs: make(chan map[string]string, 1), exited: make(chan struct{})}
-	p.cmd = exec.Command(nodeBinary(t), append(base, args...)...)
-	p.cmd.Env = append(os.Environ(), env...)
-	stderr, err := p.cmd.StderrPipe()
+	name := "node"
+	if i := slices.Index(args, "-id"); i >= 0 && i+1 < len(args) {
+		name += " " + args[i+1]
+	}
+	p := nodeproc.MustStart(t, nodeproc.Spec{Path: nodeproc.MustBuild(t, nodeproc.NodePackage),
+		Name: name, Args: append(base, args...), Env: env})
+	a, err := p.WaitServing(30 * time.Second)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("node did not start serving: %v", err)
 	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		p.scan(stderr)
-		p.waitErr = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			t.Logf("log of %v:\n%s", args, p.logText())
-		}
-	})
-	select {
-	case a := <-p.addrs:
-		p.http, p.admin, p.gossip = "http://"+a["http"], "http://"+a["admin"], a["gossip"]
-	case <-p.exited:
-		t.Fatalf("node exited before serving: %v\n%s", p.waitErr, p.logText())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("node did not start serving\n%s", p.logText())
-	}
-	return p
+	return &proc{Proc: p, http: "http://" + a["http"], admin: "http://" + a["admin"], gossip: a["gossip"]}
 }
 
-func (p *proc) scan(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sent := false
-	for sc.Scan() {
-		line := sc.Text()
-		p.mu.Lock()
-		p.log.WriteString(line + "\n")
-		p.mu.Unlock()
-		if !sent && strings.Contains(line, "msg=serving") {
-			a := map[string]string{}
-			for _, f := range strings.Fields(line) {
-				if k, v, ok := strings.Cut(f, "="); ok {
-					a[k] = v
-				}
-			}
-			p.addrs <- a
-			sent = true
-		}
+// waitReady waits until the node says ready on its admin listener, and
+// fails t at once if the process exits.
+func (p *proc) waitReady(t *testing.T) {
+	t.Helper()
+	if err := p.WaitOK(p.admin+"/readyz", 30*time.Second); err != nil {
+		t.Fatalf("waiting for %s to be ready: %v", p.Name(), err)
 	}
 }
 
-func (p *proc) logText() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
-}
-
-// wait waits for the process to exit and returns its exit code.
-func (p *proc) wait(timeout time.Duration) int {
-	p.t.Helper()
-	select {
-	case <-p.exited:
-	case <-time.After(timeout):
-		p.t.Fatalf("node did not exit within %v\n%s", timeout, p.logText())
+// runRefused runs the node binary with args, which it must refuse to
+// start with, and returns its exit code and output. It fails t when the
+// node is still running after 20s (it started instead).
+func runRefused(t *testing.T, args ...string) (code int, out string) {
+	t.Helper()
+	p := nodeproc.MustStart(t, nodeproc.Spec{Path: nodeproc.MustBuild(t, nodeproc.NodePackage), Args: args})
+	if err := p.WaitExit(20 * time.Second); err != nil {
+		t.Fatalf("the node started with %v, want a refusal:\n%s", args, p.Log())
 	}
-	var ee *exec.ExitError
-	if errors.As(p.waitErr, &ee) {
-		return ee.ExitCode()
-	}
-	if p.waitErr != nil {
-		p.t.Fatal(p.waitErr)
-	}
-	return 0
+	return p.ExitCode(), p.Log()
 }
 
 // browser carries one session cookie to any node, as a browser behind a
@@ -177,22 +126,21 @@ func TestSignalAndRestart(t *testing.T) {
 	data := t.TempDir()
 	args := []string{"-id", "s1", "-data", data}
 	p := startProc(t, args...)
-	c := newClient(t)
-	waitReady(t, c, p.admin)
+	p.waitReady(t)
 	b := newBrowser(t)
 	expect(t, "login", b.do("POST", p.http+"/api/login?user=alice"), 200)
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Stop(20 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if code := p.wait(20 * time.Second); code != 0 {
-		t.Fatalf("exit code after SIGTERM: got %d, want 0\n%s", code, p.logText())
+	if code := p.ExitCode(); code != 0 {
+		t.Fatalf("exit code after SIGTERM: got %d, want 0\n%s", code, p.Log())
 	}
-	if !strings.Contains(p.logText(), "msg=stopped") {
-		t.Fatalf("no orderly stop in the log:\n%s", p.logText())
+	if !strings.Contains(p.Log(), "msg=stopped") {
+		t.Fatalf("no orderly stop in the log:\n%s", p.Log())
 	}
 
 	p2 := startProc(t, args...)
-	waitReady(t, c, p2.admin)
+	p2.waitReady(t)
 	r := b.do("GET", p2.http+"/api/session")
 	expect(t, "session after restart", r, 200)
 	if s := decode[sessionJSON](t, r); s.New || s.Owner != "user:alice" {
@@ -203,10 +151,8 @@ func TestSignalAndRestart(t *testing.T) {
 	}
 
 	// Bad flags exit 1 with one line, no panic.
-	out, err := exec.Command(nodeBinary(t), "-voters", "0").CombinedOutput()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
-		t.Fatalf("bad flag: err %v, output %q; want exit 1 and one line", err, out)
+	if code, out := runRefused(t, "-voters", "0"); code != 1 || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("bad flag: exit code %d, output %q; want exit 1 and one line", code, out)
 	}
 }
 
@@ -220,9 +166,8 @@ func TestThreeProcesses(t *testing.T) {
 	n1 := startProc(t, "-id", "p1", "-data", t.TempDir(), "-bootstrap-expect", "3")
 	n2 := startProc(t, "-id", "p2", "-data", t.TempDir(), "-bootstrap-expect", "3", "-join", n1.gossip)
 	n3 := startProc(t, "-id", "p3", "-data", t.TempDir(), "-bootstrap-expect", "3", "-join", n1.gossip)
-	c := newClient(t)
 	for _, n := range []*proc{n1, n2, n3} {
-		waitReady(t, c, n.admin)
+		n.waitReady(t)
 	}
 
 	b := newBrowser(t)
@@ -233,10 +178,9 @@ func TestThreeProcesses(t *testing.T) {
 		t.Fatalf("read on p3: got %+v", s)
 	}
 
-	if err := n1.cmd.Process.Kill(); err != nil {
+	if err := n1.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	n1.wait(10 * time.Second)
 	for _, n := range []*proc{n2, n3} {
 		s := decode[sessionJSON](t, b.do("GET", n.http+"/api/session"))
 		if s.Owner != "user:alice" {
@@ -247,13 +191,16 @@ func TestThreeProcesses(t *testing.T) {
 	// (A 503 during the election has an unknown outcome, so the count may
 	// end up above 2; it must never go back.)
 	var views map[string]int64
-	waitFor(t, 20*time.Second, "a write after p1 died", func() bool {
+	nodeproc.WaitFor(t, 20*time.Second, "a write after p1 died", func() error {
 		r, err := b.try("POST", n3.http+"/api/views")
-		if err != nil || r.status != 200 {
-			return false
+		if err != nil {
+			return err
+		}
+		if r.status != 200 {
+			return fmt.Errorf("POST /api/views: %d %s", r.status, r.body)
 		}
 		views = decode[map[string]int64](t, r)
-		return true
+		return nil
 	})
 	if views["views"] < 2 {
 		t.Fatalf("views after the failover write: got %d, want at least 2", views["views"])

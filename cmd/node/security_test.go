@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -75,7 +73,7 @@ func TestCrossSiteAdminPOST(t *testing.T) {
 	}
 	p := startProc(t, "-id", "x1", "-data", t.TempDir())
 	c := newClient(t)
-	waitReady(t, c, p.admin)
+	p.waitReady(t)
 	keys := signingKeyIDs(t, c, p.admin)
 	host := strings.TrimPrefix(p.admin, "http://")
 	for _, tc := range []struct {
@@ -119,7 +117,7 @@ func TestDNSRebindingAdminGET(t *testing.T) {
 	}
 	p := startProc(t, "-id", "r1", "-data", t.TempDir())
 	c := newClient(t)
-	waitReady(t, c, p.admin)
+	p.waitReady(t)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(p.admin, "http://"))
 	rebound := map[string]string{"Host": "rebind.attacker.example:" + port}
 	for _, path := range []string{"/cluster/status", "/metrics"} {
@@ -141,18 +139,11 @@ func TestAdminBeyondLoopbackNeedsToken(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs node processes")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, nodeBinary(t), "-id", "a1", "-data", t.TempDir(), "-admin", "0.0.0.0:0",
+	code, out := runRefused(t, "-id", "a1", "-data", t.TempDir(), "-admin", "0.0.0.0:0",
 		"-http", "127.0.0.1:0", "-raft", "127.0.0.1:0", "-gossip", "127.0.0.1:0")
-	out, err := cmd.CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("the node served an admin listener on 0.0.0.0 without -admin-token:\n%s", out)
-	}
-	var ee *exec.ExitError
-	msg := strings.TrimSpace(string(out))
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Contains(msg, "\n") || !strings.Contains(msg, "-admin-token") {
-		t.Fatalf("got %v and %q; want exit 1 and one line asking for -admin-token", err, msg)
+	msg := strings.TrimSpace(out)
+	if code != 1 || strings.Contains(msg, "\n") || !strings.Contains(msg, "-admin-token") {
+		t.Fatalf("got exit code %d and %q; want exit 1 and one line asking for -admin-token", code, msg)
 	}
 
 	const token = "e2e-admin-token-0123456789"
@@ -163,7 +154,7 @@ func TestAdminBeyondLoopbackNeedsToken(t *testing.T) {
 	}
 	admin := "http://127.0.0.1:" + u.Port()
 	c := newClient(t)
-	waitReady(t, c, admin)
+	waitReady(t, admin)
 	keys := signingKeyIDs(t, c, admin) // GETs need no token
 	expect(t, "POST without a token", c.send("POST", admin+"/cluster/rotate-key", "", nil), 401)
 	expect(t, "POST with a wrong token", c.send("POST", admin+"/cluster/rotate-key", "",
@@ -173,7 +164,7 @@ func TestAdminBeyondLoopbackNeedsToken(t *testing.T) {
 	}
 	expect(t, "POST with the token", c.send("POST", admin+"/cluster/rotate-key", "",
 		map[string]string{"Authorization": "Bearer " + token}), 200)
-	if strings.Contains(p.logText(), token) {
+	if strings.Contains(p.Log(), token) {
 		t.Fatal("the log shows the admin token")
 	}
 }
@@ -186,8 +177,7 @@ func TestSlowBodyCutOff(t *testing.T) {
 		t.Skip("runs a node process")
 	}
 	p := startProcEnv(t, []string{"RAFTSESSION_HTTP_READ_TIMEOUT=1s"}, "-id", "b1", "-data", t.TempDir())
-	c := newClient(t)
-	waitReady(t, c, p.admin)
+	p.waitReady(t)
 	for _, tc := range []struct{ name, base, head string }{
 		{"demo", p.http, "PUT /api/session/values/k HTTP/1.1\r\nHost: %s\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n"},
 		// The handler ignores the body; the server still reads it to
@@ -247,7 +237,7 @@ func TestQuotaFullStore(t *testing.T) {
 		t.Skip("runs a node process")
 	}
 	p := startProcEnv(t, []string{"RAFTSESSION_MAX_SESSIONS=2"}, "-id", "q1", "-data", t.TempDir())
-	waitReady(t, newClient(t), p.admin)
+	p.waitReady(t)
 	alice, bob, carol := newBrowser(t), newBrowser(t), newBrowser(t)
 	expect(t, "alice logs in", alice.do("POST", p.http+"/api/login?user=alice"), 200)
 	expect(t, "bob logs in", bob.do("POST", p.http+"/api/login?user=bob"), 200)
@@ -329,7 +319,7 @@ func TestQuotaThroughFollower(t *testing.T) {
 	c := newClient(t)
 	var follower *proc
 	for _, n := range []*proc{n1, n2, n3} {
-		waitReady(t, c, n.admin)
+		n.waitReady(t)
 		var st statusJSON
 		if err := json.Unmarshal([]byte(c.do("GET", n.admin+"/cluster/status", "").body), &st); err != nil {
 			t.Fatal(err)
@@ -358,19 +348,13 @@ func TestClusterBeyondLoopbackNeedsKey(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs node processes")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	args := []string{"-data", t.TempDir(), "-admin", "127.0.0.1:0", "-http", "127.0.0.1:0",
 		"-raft", "0.0.0.0:0", "-raft-advertise", "127.0.0.1:7000", "-gossip", "127.0.0.1:0"}
-	out, err := exec.CommandContext(ctx, nodeBinary(t), append([]string{"-id", "c1"}, args...)...).CombinedOutput()
-	if ctx.Err() != nil {
-		t.Fatalf("the node started on 0.0.0.0 without a cluster key:\n%s", out)
-	}
-	var ee *exec.ExitError
-	msg := strings.TrimSpace(string(out))
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 || strings.Contains(msg, "\n") || !strings.Contains(msg, "cluster key") {
-		t.Fatalf("got %v and %q; want exit 1 and one line asking for a cluster key", err, msg)
+	code, out := runRefused(t, append([]string{"-id", "c1"}, args...)...)
+	msg := strings.TrimSpace(out)
+	if code != 1 || strings.Contains(msg, "\n") || !strings.Contains(msg, "cluster key") {
+		t.Fatalf("got exit code %d and %q; want exit 1 and one line asking for a cluster key", code, msg)
 	}
 	p := startProcEnv(t, []string{"RAFTSESSION_CLUSTER_KEY=" + strings.Repeat("A", 43) + "="}, append([]string{"-id", "c2"}, args...)...)
-	waitReady(t, newClient(t), p.admin)
+	p.waitReady(t)
 }

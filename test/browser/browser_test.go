@@ -2,37 +2,43 @@ package browser
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/raftsession/raftsession/internal/nodeproc"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser.
 const chromiumPath = "/usr/bin/chromium"
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	nodeproc.Cleanup() // the node and lb binaries
+	os.Exit(code)
+}
 
 // TestSessionSurvivesNodeKill is the README walkthrough in a real browser:
 // log in through the round-robin load balancer, count views on several
 // nodes, SIGKILL the node that served the last page, reload, and still be
 // logged in with the same count.
 func TestSessionSurvivesNodeKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a browser and a three-node cluster")
+	}
 	chromium := findChromium(t)
-	bin := buildBinaries(t)
-	c := startCluster(t, bin, 3)
+	c := startCluster(t, 3)
 
 	ctx := startBrowser(t, chromium)
 
@@ -109,89 +115,10 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-type binaries struct{ node, lb string }
-
-// buildBinaries builds cmd/node and cmd/lb as a user would run them.
-func buildBinaries(t *testing.T) binaries {
-	t.Helper()
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	start := time.Now()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
-		"github.com/raftsession/raftsession/cmd/node", "github.com/raftsession/raftsession/cmd/lb")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build cmd/node cmd/lb: %v\n%s", err, out)
-	}
-	t.Logf("built cmd/node and cmd/lb in %v", time.Since(start).Round(time.Millisecond))
-	return binaries{node: filepath.Join(dir, "node"), lb: filepath.Join(dir, "lb")}
-}
-
-// proc is a child process whose output goes to a log file.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	exited  chan struct{} // closed once Wait returns
-	err     error         // from Wait, valid after exited is closed
-}
-
-// startProc starts a process that t.Cleanup kills, and whose log is printed
-// when the test fails.
-func startProc(t *testing.T, logDir, name, path string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, logPath: filepath.Join(logDir, name+".log"), exited: make(chan struct{})}
-	f, err := os.Create(p.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close() // the child has its own descriptor
-	p.cmd = exec.Command(path, args...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	p.cmd.Env = cleanEnv()
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.exited
-		if t.Failed() {
-			b, _ := os.ReadFile(p.logPath)
-			t.Logf("----- log of %s (%s) -----\n%s", name, p.cmd.ProcessState, b)
-		}
-	})
-	return p
-}
-
-// cleanEnv is the environment without RAFTSESSION_ variables, which would
-// change the nodes' flags.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RAFTSESSION_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-func (p *proc) running() bool {
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
-
 type node struct {
 	id     string
-	admin  string // host:port of the admin listener
-	proc   *proc
+	admin  string // http://host:port of the admin listener
+	proc   *nodeproc.Proc
 	killed bool
 }
 
@@ -202,12 +129,17 @@ type cluster struct {
 
 // startCluster starts n nodes that bootstrap together and the load balancer
 // in front of their HTTP ports, and waits until every node is ready.
-func startCluster(t *testing.T, bin binaries, n int) *cluster {
+func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	nodeBin := nodeproc.MustBuild(t, nodeproc.NodePackage)
+	lbBin := nodeproc.MustBuild(t, nodeproc.LBPackage)
 	logDir := t.TempDir()
 	dataDir := t.TempDir()
 	// Four ports a node (http, admin, raft, gossip) and one for the LB.
-	ports := freePorts(t, 4*n+1)
+	ports, err := nodeproc.FreePorts(4*n + 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[i]) }
 	httpAddr := func(i int) string { return addr(4 * i) }
 	adminAddr := func(i int) string { return addr(4*i + 1) }
@@ -224,7 +156,7 @@ func startCluster(t *testing.T, bin binaries, n int) *cluster {
 			}
 		}
 		id := "node" + strconv.Itoa(i+1)
-		p := startProc(t, logDir, id, bin.node,
+		p := nodeproc.MustStart(t, nodeproc.Spec{Path: nodeBin, Name: id, LogPath: filepath.Join(logDir, id+".log"), Args: []string{
 			"-id", id,
 			"-data", filepath.Join(dataDir, id),
 			"-http", httpAddr(i),
@@ -233,20 +165,18 @@ func startCluster(t *testing.T, bin binaries, n int) *cluster {
 			"-gossip", gossipAddr(i), "-gossip-advertise", gossipAddr(i),
 			"-join", strings.Join(join, ","),
 			"-bootstrap-expect", strconv.Itoa(n),
-		)
-		c.nodes = append(c.nodes, &node{id: id, admin: adminAddr(i), proc: p})
+		}})
+		c.nodes = append(c.nodes, &node{id: id, admin: "http://" + adminAddr(i), proc: p})
 		backends = append(backends, httpAddr(i))
 	}
-	lb := startProc(t, logDir, "lb", bin.lb, "-listen", addr(4*n), "-backends", strings.Join(backends, ","))
+	lb := nodeproc.MustStart(t, nodeproc.Spec{Path: lbBin, Name: "lb", LogPath: filepath.Join(logDir, "lb.log"),
+		Args: []string{"-listen", addr(4 * n), "-backends", strings.Join(backends, ",")}})
 
 	start := time.Now()
 	c.waitReady(t, 45*time.Second)
-	waitFor(t, 10*time.Second, "load balancer", func() error {
-		if !lb.running() {
-			return stop(fmt.Errorf("lb exited: %v", lb.err))
-		}
-		return httpOK(c.lbURL)
-	})
+	if err := lb.WaitOK(c.lbURL, 10*time.Second); err != nil {
+		t.Fatalf("waiting for the load balancer: %v", err)
+	}
 	t.Logf("cluster of %d nodes ready in %v", n, time.Since(start).Round(time.Millisecond))
 	return c
 }
@@ -259,12 +189,9 @@ func (c *cluster) waitReady(t *testing.T, timeout time.Duration) {
 		if nd.killed {
 			continue
 		}
-		waitFor(t, timeout, nd.id+" /readyz", func() error {
-			if !nd.proc.running() {
-				return stop(fmt.Errorf("%s exited: %v", nd.id, nd.proc.err))
-			}
-			return httpOK("http://" + nd.admin + "/readyz")
-		})
+		if err := nd.proc.WaitOK(nd.admin+"/readyz", timeout); err != nil {
+			t.Fatalf("waiting for %s to be ready: %v", nd.id, err)
+		}
 	}
 }
 
@@ -273,103 +200,19 @@ func (c *cluster) kill(t *testing.T, id string) {
 	t.Helper()
 	for _, nd := range c.nodes {
 		if nd.id == id {
-			role := raftState(nd.admin)
-			if err := nd.proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			role := "unknown"
+			if st, err := nodeproc.GetStatus(nd.admin); err == nil {
+				role = st.State
+			}
+			if err := nd.proc.Kill(); err != nil {
 				t.Fatalf("kill %s: %v", id, err)
 			}
-			<-nd.proc.exited
 			nd.killed = true
 			t.Logf("killed %s, raft state %s, with SIGKILL", id, role)
 			return
 		}
 	}
 	t.Fatalf("no node %q (page showed an unknown node name)", id)
-}
-
-// freePorts returns n distinct ports that were free on 127.0.0.1 for both
-// TCP and UDP (gossip uses both) a moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var closers []func() error
-	defer func() {
-		for _, c := range closers {
-			c()
-		}
-	}()
-	for len(ports) < n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		closers = append(closers, ln.Close)
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue // UDP side taken; keep the TCP listener so it is not picked again
-		}
-		closers = append(closers, pc.Close)
-		ports = append(ports, port)
-	}
-	return ports
-}
-
-// stopError marks an error that makes waitFor give up at once.
-type stopError struct{ error }
-
-func stop(err error) error { return stopError{err} }
-
-// waitFor polls cond until it returns nil, and fails the test when the
-// timeout passes or cond returns an error made with stop.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if se := (stopError{}); errors.As(err, &se) {
-			t.Fatalf("waiting for %s: %v", what, se.error)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: still failing after %v: %v", what, timeout, err)
-		}
-		<-tick.C
-	}
-}
-
-// raftState is the node's raft state (Leader, Follower...) from its
-// /cluster/status, for the log.
-func raftState(admin string) string {
-	resp, err := pollClient.Get("http://" + admin + "/cluster/status")
-	if err != nil {
-		return "unknown (" + err.Error() + ")"
-	}
-	defer resp.Body.Close()
-	var st struct {
-		State string `json:"state"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		return "unknown (" + err.Error() + ")"
-	}
-	return st.State
-}
-
-var pollClient = &http.Client{Timeout: 2 * time.Second}
-
-func httpOK(url string) error {
-	resp, err := pollClient.Get(url)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return nil
 }
 
 // startBrowser starts headless chromium with the project's launch flags and
@@ -458,25 +301,26 @@ func (c *cluster) load(t *testing.T, ctx context.Context, what string, action ch
 // yet) is retried by reloading, for a bounded time.
 func (c *cluster) loadRetry503(t *testing.T, ctx context.Context, what string, action chromedp.Action[chromedp.Void]) page {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		p, err := c.try(ctx, action)
+	var p page
+	err := nodeproc.Poll(20*time.Second, func() error {
+		var err error
+		p, err = c.try(ctx, action)
+		action = chromedp.Reload()
 		switch {
 		case err != nil:
-			t.Fatalf("%s: %v", what, err)
+			return nodeproc.Abort(err)
 		case p.status == http.StatusOK:
-			return p
+			return nil
 		case p.status != http.StatusServiceUnavailable:
-			t.Fatalf("%s: page status %d, want 200 (or 503 while a leader is elected)", what, p.status)
-		case time.Now().After(deadline):
-			t.Fatalf("%s: still 503 after 20s", what)
+			return nodeproc.Abort(fmt.Errorf("page status %d, want 200 (or 503 while a leader is elected)", p.status))
 		}
 		t.Logf("%s: 503 from %s, reloading", what, p.node)
-		<-tick.C
-		action = chromedp.Reload()
+		return errors.New("still 503")
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
+	return p
 }
 
 func (c *cluster) try(ctx context.Context, action chromedp.Action[chromedp.Void]) (page, error) {

@@ -7,5 +7,5 @@
 //
 // The test needs /usr/bin/chromium (scripts/ci-deps installs it). Without it
 // the test is skipped, unless the environment variable CI is set: then it
-// fails, so CI cannot pass without running it.
+// fails, so CI cannot pass without running it. go test -short skips it.
 package browser

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftsession/raftsession/test/e2e/harness"
+	"github.com/raftsession/raftsession/internal/nodeproc"
 )
 
 // Environment:
@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 	}
 	start := time.Now()
 	code := m.Run()
-	harness.Cleanup()
+	nodeproc.Cleanup()
 	if summary.len() > 0 {
 		var b strings.Builder
 		summary.print(&b, time.Since(start))

@@ -22,6 +22,9 @@ func TestLogoutLaggingReplicaRYW(t *testing.T) {
 	if soakFor > 0 {
 		t.Skip("E2E_SOAK is set")
 	}
+	if testing.Short() {
+		t.Skip("-short runs only the kill-leader scenario")
+	}
 	c := harness.Start(t, harness.Options{Consistency: "ryw",
 		Artifacts: filepath.Join(artifactsRoot, "TestLogoutLaggingReplicaRYW")})
 	l, err := c.WaitLeader(30 * time.Second)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftsession/raftsession/internal/nodeproc"
 	"github.com/raftsession/raftsession/test/e2e/harness"
 )
 
@@ -24,6 +25,10 @@ type scenario struct {
 	args        []string // extra node flags
 	browsers    int      // single-tab browsers (default 6)
 	twoTab      int      // two-tab browsers (linearizable only)
+	// short marks the scenario that also runs under go test -short: one
+	// fault, the commonest, so that a quick run still drives real
+	// processes through a failover and the checker.
+	short bool
 	// fault runs while the load is on and must leave every node it
 	// touched running, resumed and healed (or departed).
 	fault func(r *run)
@@ -58,7 +63,7 @@ func (r *run) must(err error) {
 func (r *run) waitAcks(n int, timeout time.Duration) {
 	r.t.Helper()
 	target := r.w.hist.Stats().Writes + n
-	r.must(harness.Poll(timeout, func() error {
+	r.must(nodeproc.Poll(timeout, func() error {
 		if got := r.w.hist.Stats().Writes; got < target {
 			return fmt.Errorf("%d of %d acknowledged writes", got, target)
 		}
@@ -79,8 +84,8 @@ func (r *run) follower() *harness.Node {
 	l := r.leader()
 	// Right after start-up an election can still be settling: ask until
 	// every node agrees on a leader again.
-	var ls harness.Status
-	r.must(harness.Poll(30*time.Second, func() error {
+	var ls nodeproc.Status
+	r.must(nodeproc.Poll(30*time.Second, func() error {
 		var err error
 		l, ls, err = r.c.Leader()
 		return err
@@ -171,10 +176,14 @@ func runScenario(t *testing.T, sc scenario, seed uint64) {
 	counted = true
 }
 
-// scenarioTest runs sc once, unless a soak is on (TestSoak runs it then).
+// scenarioTest runs sc once, unless a soak is on (TestSoak runs it then)
+// or -short leaves it out.
 func scenarioTest(t *testing.T, sc scenario) {
 	if soakFor > 0 {
 		t.Skip("E2E_SOAK is set: TestSoak runs this scenario")
+	}
+	if testing.Short() && !sc.short {
+		t.Skip("-short runs only the kill-leader scenario")
 	}
 	runScenario(t, sc, 1)
 }
@@ -221,7 +230,7 @@ var scenarios = []scenario{killLeader, rollingRestart, isolateLeader, pauseLeade
 
 // killLeader: kill -9 the leader and restart it; then kill -9 a follower
 // and restart it.
-var killLeader = scenario{name: "kill-leader", fault: func(r *run) {
+var killLeader = scenario{name: "kill-leader", short: true, fault: func(r *run) {
 	l := r.leader()
 	r.logf("kill -9 leader %s", l.ID)
 	r.must(l.Kill())
@@ -297,7 +306,7 @@ var pauseLeader = scenario{name: "pause-leader", fault: func(r *run) {
 	before := r.w.hist.Stats().Writes
 	nl := r.leader()
 	r.logf("new leader %s", nl.ID)
-	_ = harness.Poll(4*time.Second, func() error {
+	_ = nodeproc.Poll(4*time.Second, func() error {
 		if r.w.hist.Stats().Writes < before+5 {
 			return errors.New("waiting")
 		}
@@ -326,7 +335,7 @@ var snapshotCatchUp = scenario{name: "snapshot-catch-up",
 		r.must(err)
 		r.logf("isolate follower %s at last index %d", f.ID, fs.LastIndex)
 		f.Isolate()
-		r.must(harness.Poll(90*time.Second, func() error {
+		r.must(nodeproc.Poll(90*time.Second, func() error {
 			for _, n := range r.c.Members() {
 				if n == f {
 					continue
@@ -375,7 +384,7 @@ var gracefulLeave = scenario{name: "graceful-leave", fault: func(r *run) {
 	f := r.follower()
 	r.logf("%s leaves", f.ID)
 	r.must(f.Leave(30 * time.Second))
-	r.must(harness.Poll(30*time.Second, func() error {
+	r.must(nodeproc.Poll(30*time.Second, func() error {
 		_, ls, err := r.c.Leader()
 		if err != nil {
 			return err

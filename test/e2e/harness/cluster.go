@@ -1,24 +1,18 @@
 package harness
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/raftsession/raftsession/cluster"
+	"github.com/raftsession/raftsession/internal/nodeproc"
 )
 
 // Options configure [Start].
@@ -47,50 +41,12 @@ type Options struct {
 	Artifacts string
 }
 
-// Status is GET /cluster/status of one node.
-type Status struct {
-	ID           string    `json:"id"`
-	RaftAddr     string    `json:"raft_addr"`
-	GossipAddr   string    `json:"gossip_addr"`
-	State        string    `json:"state"`
-	Leader       string    `json:"leader"`
-	LeaderAddr   string    `json:"leader_addr"`
-	Term         uint64    `json:"term"`
-	AppliedIndex uint64    `json:"applied_index"`
-	CommitIndex  uint64    `json:"commit_index"`
-	LastIndex    uint64    `json:"last_index"`
-	LastContact  time.Time `json:"last_contact"`
-	Sessions     int       `json:"sessions"`
-	Members      []Member  `json:"members"`
-}
-
-// Member is one entry of [Status.Members].
-type Member struct {
-	ID      string `json:"id"`
-	Address string `json:"address"`
-	Role    string `json:"role"` // voter, non-voter or none
-	Health  string `json:"health"`
-	Leader  bool   `json:"leader"`
-}
-
-// Voters returns the IDs of the voters in s's configuration.
-func (s Status) Voters() []string {
-	var ids []string
-	for _, m := range s.Members {
-		if m.Role == "voter" {
-			ids = append(ids, m.ID)
-		}
-	}
-	return ids
-}
-
 // Cluster is a set of node processes started by [Start].
 type Cluster struct {
-	tb   testing.TB
-	opt  Options
-	bin  string
-	nw   *network
-	http *http.Client
+	tb  testing.TB
+	opt Options
+	bin string
+	nw  *network
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -134,11 +90,11 @@ func Start(tb testing.TB, opt Options) *Cluster {
 	if err := os.MkdirAll(opt.Artifacts, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	bin, err := Build()
-	if err != nil {
-		tb.Fatal(err)
+	var flags []string
+	if os.Getenv("E2E_RACE") == "1" {
+		flags = append(flags, "-race")
 	}
-	c := &Cluster{tb: tb, opt: opt, bin: bin, http: &http.Client{Timeout: 3 * time.Second}}
+	c := &Cluster{tb: tb, opt: opt, bin: nodeproc.MustBuild(tb, nodeproc.NodePackage, flags...)}
 	c.nw = newNetwork(c.pids)
 	tb.Cleanup(c.shutdown)
 	expect := min(opt.Nodes, opt.Voters)
@@ -278,7 +234,7 @@ func (c *Cluster) shutdown() {
 	}
 	if c.tb.Failed() {
 		for _, n := range c.Nodes() {
-			c.tb.Logf("---- tail of %s ----\n%s", n.LogPath, tail(n.LogPath, 60))
+			c.tb.Logf("---- tail of %s ----\n%s", n.LogPath, n.tail(60))
 		}
 	}
 	for _, n := range c.Nodes() {
@@ -286,47 +242,35 @@ func (c *Cluster) shutdown() {
 	}
 }
 
-func tail(path string, lines int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	ls := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(ls) > lines {
-		ls = ls[len(ls)-lines:]
-	}
-	return strings.Join(ls, "\n")
-}
-
 // Leader returns the node every reachable member names as leader, and
 // that node's status, without waiting.
-func (c *Cluster) Leader() (*Node, Status, error) {
+func (c *Cluster) Leader() (*Node, nodeproc.Status, error) {
 	var leader string
 	reach := c.reachable()
 	for _, n := range reach {
 		s, err := n.Status()
 		if err != nil {
-			return nil, Status{}, err
+			return nil, nodeproc.Status{}, err
 		}
 		if s.Leader == "" {
-			return nil, Status{}, fmt.Errorf("%s knows no leader", n.ID)
+			return nil, nodeproc.Status{}, fmt.Errorf("%s knows no leader", n.ID)
 		}
 		if leader != "" && s.Leader != leader {
-			return nil, Status{}, fmt.Errorf("leaders disagree: %s and %s", leader, s.Leader)
+			return nil, nodeproc.Status{}, fmt.Errorf("leaders disagree: %s and %s", leader, s.Leader)
 		}
 		leader = s.Leader
 	}
 	i := slices.IndexFunc(reach, func(n *Node) bool { return n.ID == leader })
 	if i < 0 {
-		return nil, Status{}, fmt.Errorf("leader %q is not reachable", leader)
+		return nil, nodeproc.Status{}, fmt.Errorf("leader %q is not reachable", leader)
 	}
 	l := reach[i]
 	s, err := l.Status()
 	if err != nil {
-		return nil, Status{}, err
+		return nil, nodeproc.Status{}, err
 	}
 	if s.State != "Leader" {
-		return nil, Status{}, fmt.Errorf("%s is named leader but is %s", l.ID, s.State)
+		return nil, nodeproc.Status{}, fmt.Errorf("%s is named leader but is %s", l.ID, s.State)
 	}
 	return l, s, nil
 }
@@ -335,7 +279,7 @@ func (c *Cluster) Leader() (*Node, Status, error) {
 // and that leader says it leads.
 func (c *Cluster) WaitLeader(timeout time.Duration) (*Node, error) {
 	var l *Node
-	err := poll(timeout, func() error {
+	err := nodeproc.Poll(timeout, func() error {
 		var err error
 		l, _, err = c.Leader()
 		return err
@@ -348,14 +292,14 @@ func (c *Cluster) WaitLeader(timeout time.Duration) (*Node, error) {
 // there are min(Voters, reachable members) voters, and every reachable
 // member has applied the leader's commit index.
 func (c *Cluster) WaitHealthy(timeout time.Duration) error {
-	return poll(timeout, func() error {
+	return nodeproc.Poll(timeout, func() error {
 		_, ls, err := c.Leader()
 		if err != nil {
 			return err
 		}
 		reach := c.reachable()
 		for _, n := range reach {
-			i := slices.IndexFunc(ls.Members, func(m Member) bool { return m.ID == n.ID })
+			i := slices.IndexFunc(ls.Members, func(m nodeproc.Member) bool { return m.ID == n.ID })
 			if i < 0 || ls.Members[i].Role == "none" {
 				return fmt.Errorf("%s is not in the raft configuration", n.ID)
 			}
@@ -386,7 +330,7 @@ func (c *Cluster) WaitHealthy(timeout time.Duration) error {
 func (c *Cluster) WaitConverged(timeout time.Duration) (int, error) {
 	var prev string
 	var sessions int
-	err := poll(timeout, func() error {
+	err := nodeproc.Poll(timeout, func() error {
 		_, ls, err := c.Leader()
 		if err != nil {
 			return err
@@ -413,65 +357,4 @@ func (c *Cluster) WaitConverged(timeout time.Duration) (int, error) {
 		return nil
 	})
 	return sessions, err
-}
-
-// poll calls f every 50ms until it returns nil or timeout passes; the
-// error then is f's last one.
-func poll(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %v: %w", timeout, err)
-		}
-		<-tick.C
-	}
-}
-
-// Poll is the harness's wait primitive, exported for tests: it calls f
-// every 50ms until f returns nil or timeout passes.
-func Poll(timeout time.Duration, f func() error) error { return poll(timeout, f) }
-
-func (c *Cluster) getJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, bytes.TrimSpace(b))
-	}
-	return json.Unmarshal(b, v)
-}
-
-// freePort returns a port free for TCP and UDP on 127.0.0.1 right now.
-func freePort() (int, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(port))
-		l.Close()
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return port, nil
-	}
-	return 0, errors.New("harness: no free port")
 }

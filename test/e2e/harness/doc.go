@@ -1,11 +1,17 @@
 // Package harness runs real multi-process raftsession clusters on
 // 127.0.0.1 for end-to-end tests, and injects faults into them.
 //
-// [Build] compiles cmd/node once per test binary. [Start] launches N node
-// processes with free ports. Clusters are keyed: every node gets the same
-// new cluster key (RAFTSESSION_CLUSTER_KEY), from which the nodes derive
-// the mutual TLS and gossip encryption between them; Options.Unkeyed
-// runs a cluster without one. Each node's raft port sits behind a
+// [Start] launches N node processes with free ports. Building cmd/node
+// (once per test binary), starting, signalling and polling processes, and
+// reading GET /cluster/status are internal/nodeproc's, shared with
+// cmd/node's process tests and test/browser; this package adds what only
+// the end-to-end tests need: the raft proxies, faults, and cluster-wide
+// waits. Set E2E_RACE=1 to build the nodes with -race.
+//
+// Clusters are keyed: every node gets the same new cluster key
+// (RAFTSESSION_CLUSTER_KEY), from which the nodes derive the mutual TLS
+// and gossip encryption between them; Options.Unkeyed runs a cluster
+// without one. Each node's raft port sits behind a
 // harness-owned TCP proxy, and every node advertises the proxy's address
 // (-raft-advertise), so all raft traffic and all forwarded requests
 // (which share the raft port) pass through the harness; the proxy copies
@@ -22,7 +28,7 @@
 // same data directory, [Node.Leave] (POST /cluster/leave) and
 // [Cluster.AddNode]. Waits ([Cluster.WaitLeader], [Cluster.WaitHealthy],
 // [Cluster.WaitConverged], [Node.WaitCaughtUp]) poll GET /cluster/status
-// until a deadline; none of them sleeps a fixed time.
+// with nodeproc.Poll until a deadline; none of them sleeps a fixed time.
 //
 // Every node's output goes to <artifacts>/<node>.log; when a test fails,
 // the tail of each log is printed.

@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/raftsession/raftsession/internal/nodeproc"
 )
 
 // Node is one node process of a [Cluster]. Its addresses stay the same
@@ -31,21 +32,16 @@ type Node struct {
 	proxy      *proxy
 
 	mu       sync.Mutex
-	cmd      *exec.Cmd
-	done     chan struct{} // closed when the current process has exited
+	proc     *nodeproc.Proc // the current process; nil before the first start
 	paused   bool
 	isolated bool
 	left     bool
 }
 
 func (n *Node) pickPorts() error {
-	ports := make([]int, 4)
-	for i := range ports {
-		p, err := freePort()
-		if err != nil {
-			return err
-		}
-		ports[i] = p
+	ports, err := nodeproc.FreePorts(4)
+	if err != nil {
+		return err
 	}
 	addr := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
 	n.HTTPAddr, n.AdminAddr, n.RaftAddr, n.GossipAddr = addr(ports[0]), addr(ports[1]), addr(ports[2]), addr(ports[3])
@@ -83,7 +79,7 @@ func (n *Node) args() []string {
 func (n *Node) start() error {
 	var err error
 	for range 3 {
-		if err = n.launch(); err == nil || !strings.Contains(tail(n.LogPath, 20), "address already in use") {
+		if err = n.launch(); err == nil || !strings.Contains(n.tail(20), "address already in use") {
 			return err
 		}
 		if perr := n.pickPorts(); perr != nil {
@@ -95,73 +91,48 @@ func (n *Node) start() error {
 
 func (n *Node) launch() error {
 	n.mu.Lock()
-	if n.cmd != nil && !n.exited() {
+	if n.proc != nil && n.proc.Running() {
 		n.mu.Unlock()
 		return fmt.Errorf("harness: %s is already running", n.ID)
 	}
-	f, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	spec := nodeproc.Spec{Path: n.c.bin, Name: n.ID, Args: n.args(), LogPath: n.LogPath}
+	if k := n.c.opt.ClusterKey; k != "" {
+		spec.Env = []string{"RAFTSESSION_CLUSTER_KEY=" + k}
+	}
+	p, err := nodeproc.Start(spec)
 	if err != nil {
 		n.mu.Unlock()
-		return err
+		return fmt.Errorf("harness: %w", err)
 	}
-	args := n.args()
-	fmt.Fprintf(f, "==== harness %s: start %s %s\n", time.Now().Format(time.RFC3339Nano), n.c.bin, strings.Join(args, " "))
-	cmd := exec.Command(n.c.bin, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if k := n.c.opt.ClusterKey; k != "" {
-		// The key goes in the environment, as the README recommends: a
-		// command line is visible to every local user (ps, /proc), and
-		// the start line above goes to the log.
-		cmd.Env = append(os.Environ(), "RAFTSESSION_CLUSTER_KEY="+k)
-	}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		n.mu.Unlock()
-		return fmt.Errorf("harness: start %s: %w", n.ID, err)
-	}
-	done := make(chan struct{})
-	n.cmd, n.done, n.paused = cmd, done, false
+	n.proc, n.paused = p, false
 	n.mu.Unlock()
-	go func() {
-		err := cmd.Wait()
-		fmt.Fprintf(f, "==== harness %s: exited: %v\n", time.Now().Format(time.RFC3339Nano), err)
-		f.Close()
-		close(done)
-	}()
-	return poll(30*time.Second, func() error {
-		select {
-		case <-done:
-			return fmt.Errorf("harness: %s exited at start:\n%s", n.ID, tail(n.LogPath, 20))
-		default:
-		}
-		resp, err := n.c.http.Get(n.AdminURL() + "/healthz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s /healthz: %s", n.ID, resp.Status)
-		}
-		return nil
-	})
+	if err := p.WaitOK(n.AdminURL()+"/healthz", 30*time.Second); err != nil {
+		return fmt.Errorf("harness: %s did not start: %w", n.ID, err)
+	}
+	return nil
 }
 
-func (n *Node) exited() bool {
-	select {
-	case <-n.done:
-		return true
-	default:
-		return false
-	}
+// current returns the node's current process, or nil.
+func (n *Node) current() *nodeproc.Proc {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc
 }
 
 func (n *Node) pid() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd == nil || n.exited() {
-		return 0
+	if p := n.current(); p != nil {
+		return p.Pid()
 	}
-	return n.cmd.Process.Pid
+	return 0
+}
+
+// tail returns the last lines of the node's log, every run included.
+func (n *Node) tail(lines int) string {
+	b, err := os.ReadFile(n.LogPath)
+	if err != nil {
+		return err.Error()
+	}
+	return nodeproc.Tail(string(b), lines)
 }
 
 // Running reports whether the node's process runs (paused counts).
@@ -177,11 +148,14 @@ func (n *Node) Isolated() bool { n.mu.Lock(); defer n.mu.Unlock(); return n.isol
 func (n *Node) Left() bool { n.mu.Lock(); defer n.mu.Unlock(); return n.left }
 
 func (n *Node) signal(sig syscall.Signal) error {
-	pid := n.pid()
-	if pid == 0 {
+	p := n.current()
+	if p == nil {
 		return fmt.Errorf("harness: %s is not running", n.ID)
 	}
-	return syscall.Kill(pid, sig)
+	if err := p.Signal(sig); err != nil {
+		return fmt.Errorf("harness: %s: %w", n.ID, err)
+	}
+	return nil
 }
 
 // Kill sends SIGKILL and waits for the process to exit.
@@ -202,30 +176,20 @@ func (n *Node) kill() {
 // Stop sends SIGTERM (drain, hand leadership over, close) and waits up
 // to timeout for the process to exit, then kills it and reports that.
 func (n *Node) Stop(timeout time.Duration) error {
-	if err := n.signal(syscall.SIGTERM); err != nil {
-		return err
+	p := n.current()
+	if p == nil {
+		return fmt.Errorf("harness: %s is not running", n.ID)
 	}
-	if err := n.WaitExit(timeout); err != nil {
-		_ = n.Kill()
-		return fmt.Errorf("harness: %s did not stop on SIGTERM within %v; killed", n.ID, timeout)
-	}
-	return nil
+	return p.Stop(timeout)
 }
 
 // WaitExit waits until the process has exited.
 func (n *Node) WaitExit(timeout time.Duration) error {
-	n.mu.Lock()
-	done := n.done
-	n.mu.Unlock()
-	if done == nil {
+	p := n.current()
+	if p == nil {
 		return nil
 	}
-	select {
-	case <-done:
-		return nil
-	case <-time.After(timeout):
-		return fmt.Errorf("harness: %s still running after %v", n.ID, timeout)
-	}
+	return p.WaitExit(timeout)
 }
 
 // Pause stops the process with SIGSTOP.
@@ -309,22 +273,18 @@ func (n *Node) Leave(timeout time.Duration) error {
 }
 
 // Status returns the node's GET /cluster/status.
-func (n *Node) Status() (Status, error) {
+func (n *Node) Status() (nodeproc.Status, error) {
 	if n.Paused() {
-		return Status{}, fmt.Errorf("%s is paused", n.ID)
+		return nodeproc.Status{}, fmt.Errorf("%s is paused", n.ID)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	var s Status
-	err := n.c.getJSON(ctx, n.AdminURL()+"/cluster/status", &s)
-	return s, err
+	return nodeproc.GetStatus(n.AdminURL())
 }
 
 // WaitCaughtUp waits until the node has applied the leader's commit index
 // as it was when the wait began.
 func (n *Node) WaitCaughtUp(timeout time.Duration) error {
 	var target uint64
-	return poll(timeout, func() error {
+	return nodeproc.Poll(timeout, func() error {
 		if target == 0 {
 			_, ls, err := n.c.Leader()
 			if err != nil {
