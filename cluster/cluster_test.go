@@ -149,6 +149,7 @@ func TestReadYourWritesFallsBackToLeader(t *testing.T) {
 }
 
 func TestJoinAsNonVoterAndPromotion(t *testing.T) {
+	slow(t)
 	for _, tc := range []struct {
 		name       string
 		voters     int
@@ -275,6 +276,7 @@ func testLeaderCrashUnderLoadLosesNoAcknowledgedCommit(t *testing.T, logStore fu
 }
 
 func TestGracefulLeaveShrinksConfiguration(t *testing.T) {
+	slow(t)
 	nodes := startCluster(t, 3, nil)
 	var leaver *Node
 	for _, n := range nodes {
@@ -303,6 +305,7 @@ func TestGracefulLeaveShrinksConfiguration(t *testing.T) {
 }
 
 func TestLeaderLeaveHandsOver(t *testing.T) {
+	slow(t)
 	nodes := startCluster(t, 3, nil)
 	old := leaderOf(nodes)
 	if err := old.Leave(ctxT(t, 10*time.Second)); err != nil {
@@ -353,6 +356,7 @@ func testRestartedNodeRejoins(t *testing.T, logStore func(*Config)) {
 }
 
 func TestWrongGossipKeyCannotJoin(t *testing.T) {
+	slow(t)
 	key := make([]byte, 32)
 	rand.Read(key)
 	nodes := startCluster(t, 1, func(c *Config) { c.GossipKeys = [][]byte{key} })
@@ -488,6 +492,7 @@ func TestLogoutIsVisibleEverywhereWhenAcknowledged(t *testing.T) {
 }
 
 func TestCutOffFollowerStopsServingLocalState(t *testing.T) {
+	slow(t)
 	nodes := startCluster(t, 3, func(c *Config) { c.MaxStale = 300 * time.Millisecond })
 	f := followersOf(nodes)[0]
 	id := session.NewID()
@@ -512,6 +517,7 @@ func TestCutOffFollowerStopsServingLocalState(t *testing.T) {
 }
 
 func TestDeadVoterIsReplaced(t *testing.T) {
+	slow(t)
 	fast := func(c *Config) { c.DeadServerTimeout = time.Second }
 	nodes := startCluster(t, 3, fast)
 	cfg := testConfig(t, "spare", t.TempDir())

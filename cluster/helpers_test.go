@@ -178,3 +178,12 @@ func setIdleTimeouts(d time.Duration) func() {
 	forwardIdleTimeout, raftIdleTimeout = d, d
 	return func() { forwardIdleTimeout, raftIdleTimeout = fwd, raftIdle }
 }
+
+// slow skips a test under -short: whole-cluster scenarios that take
+// seconds each, covered by the full run in CI.
+func slow(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("slow cluster scenario; runs without -short")
+	}
+}

@@ -21,7 +21,10 @@ var logStores = []string{LogStoreWAL, LogStoreBolt}
 // forEachLogStore runs test once per log store, as subtests named after
 // the store; use adds the store to a node's Config.
 func forEachLogStore(t *testing.T, test func(t *testing.T, use func(*Config))) {
-	for _, ls := range logStores {
+	for i, ls := range logStores {
+		if testing.Short() && i > 0 {
+			break // -short: the default store only
+		}
 		t.Run(ls, func(t *testing.T) {
 			test(t, func(c *Config) { c.LogStore = ls })
 		})

@@ -277,6 +277,7 @@ func stayFalse(t *testing.T, d time.Duration, what string, cond func() bool) {
 }
 
 func TestAttackRogueGossipMember(t *testing.T) {
+	slow(t)
 	nodes, key := keyedCluster(t, 3)
 	leader := leaderOf(nodes)
 	wrong, _ := GenerateClusterKey()
@@ -483,6 +484,7 @@ func TestSigningKeyringEncryptedAtRest(t *testing.T) {
 // reseals it under the new key) and a node with only the old key is shut
 // out at the end.
 func TestClusterKeyRollingChange(t *testing.T) {
+	slow(t)
 	oldKey, _ := GenerateClusterKey()
 	newKey, _ := GenerateClusterKey()
 	nodes, cfgs := startClusterConfigs(t, 3, func(c *Config) { c.ClusterKey = oldKey })

@@ -65,6 +65,7 @@ func (ca *testCA) issue(tb testing.TB, nodeID, name string) *TLSConfig {
 }
 
 func TestMutualTLS(t *testing.T) {
+	slow(t)
 	ca := newTestCA(t, "raftsession test CA")
 	i := 0
 	nodes := startCluster(t, 3, func(c *Config) {

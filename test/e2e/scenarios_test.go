@@ -217,8 +217,10 @@ func TestLogoutOldCookie(t *testing.T) { scenarioTest(t, logoutOldCookieLin) }
 // TestLogoutOldCookieRYW is the same under the default consistency, where
 // an old cookie's index predates the logout: it passes because a logout is
 // acknowledged only once every replica applied it or stopped serving.
-func TestLogoutOldCookieRYW(t *testing.T) { scenarioTest(t, logoutOldCookieRYW) }
-func TestTwoTabs(t *testing.T)            { scenarioTest(t, twoTabs) }
+func TestLogoutOldCookieRYW(t *testing.T)   { scenarioTest(t, logoutOldCookieRYW) }
+func TestTwoTabs(t *testing.T)              { scenarioTest(t, twoTabs) }
+func TestLoseReplies(t *testing.T)          { scenarioTest(t, loseReplies) }
+func TestLogoutCutOffFollower(t *testing.T) { scenarioTest(t, logoutCutOffFollower) }
 
 var (
 	logoutOldCookieLin = logoutOldCookie("logout-old-cookie", "linearizable")
@@ -226,7 +228,8 @@ var (
 )
 
 var scenarios = []scenario{killLeader, rollingRestart, isolateLeader, pauseLeader, snapshotCatchUp,
-	joinUnderLoad, gracefulLeave, fullRestart, logoutOldCookieLin, logoutOldCookieRYW, twoTabs}
+	joinUnderLoad, gracefulLeave, fullRestart, logoutOldCookieLin, logoutOldCookieRYW, twoTabs,
+	loseReplies, logoutCutOffFollower}
 
 // killLeader: kill -9 the leader and restart it; then kill -9 a follower
 // and restart it.

@@ -241,6 +241,16 @@ func (n *Node) Heal() {
 	n.mu.Unlock()
 }
 
+// LoseReplies makes every n-th chunk the node sends back on connections
+// other nodes opened to its raft port (forwarded commits' replies, among
+// others) disappear, cutting that connection: the node applied what it
+// was asked and its answer is lost, as when it crashes right after
+// answering. 0 stops; Heal stops it too.
+func (n *Node) LoseReplies(every int) { n.c.nw.setLoseReplies(n.ID, every) }
+
+// LostReplies counts the reply chunks dropped so far in the cluster.
+func (c *Cluster) LostReplies() int64 { return c.nw.lost.Load() }
+
 // Delay holds back every chunk of raft traffic to or from the node by d
 // (0 restores).
 func (n *Node) Delay(d time.Duration) { n.c.nw.setDelay(n.ID, d) }

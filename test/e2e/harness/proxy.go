@@ -20,6 +20,12 @@ import (
 type network struct {
 	mu      sync.Mutex
 	cut     map[string]bool          // node IDs cut off from everyone
+	// loseEvery, per node, makes every n-th reply chunk that node sends
+	// back on a connection another node opened to it disappear, and cuts
+	// that connection: the node applied the request and answered, and the
+	// answer never arrived.
+	loseEvery map[string]int
+	lost      atomic.Int64 // reply chunks dropped so far
 	delay   map[string]time.Duration // per node, added to every chunk it sends or receives
 	proxies map[string]*proxy
 	pids    func() map[int]string // live node processes: pid → node ID
@@ -28,7 +34,8 @@ type network struct {
 }
 
 func newNetwork(pids func() map[int]string) *network {
-	return &network{cut: map[string]bool{}, delay: map[string]time.Duration{}, proxies: map[string]*proxy{}, pids: pids}
+	return &network{cut: map[string]bool{}, delay: map[string]time.Duration{}, loseEvery: map[string]int{},
+		proxies: map[string]*proxy{}, pids: pids}
 }
 
 func (nw *network) blocked(src, dst string) bool {
@@ -63,6 +70,30 @@ func (nw *network) heal(id string) {
 	defer nw.mu.Unlock()
 	delete(nw.cut, id)
 	delete(nw.delay, id)
+	delete(nw.loseEvery, id)
+}
+
+// setLoseReplies makes every n-th reply of id disappear (0 stops).
+func (nw *network) setLoseReplies(id string, n int) {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	if n <= 0 {
+		delete(nw.loseEvery, id)
+		return
+	}
+	nw.loseEvery[id] = n
+}
+
+// loseReply says whether this reply chunk from dst is to disappear.
+func (nw *network) loseReply(dst string, chunk int64) bool {
+	nw.mu.Lock()
+	n := nw.loseEvery[dst]
+	nw.mu.Unlock()
+	if n <= 0 || chunk%int64(n) != 0 {
+		return false
+	}
+	nw.lost.Add(1)
+	return true
 }
 
 func (nw *network) setDelay(id string, d time.Duration) {
@@ -91,6 +122,7 @@ type proxyConn struct {
 	src          string
 	client, node net.Conn
 	once         sync.Once
+	replies      atomic.Int64 // reply chunks seen, for loseReply
 }
 
 func (c *proxyConn) close() {
@@ -182,6 +214,9 @@ func (p *proxy) pipe(pc *proxyConn, dst, src net.Conn) {
 			}
 			if p.nw.blocked(pc.src, p.dst) {
 				return
+			}
+			if dst == pc.client && p.nw.loseReply(p.dst, pc.replies.Add(1)) {
+				return // dropped, and the connection cut
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
