@@ -33,4 +33,37 @@
 // strand the other's in-flight request on the old ID, which no store can
 // hide); their first write happens before the tabs start, so both tabs
 // share one session.
+//
+// # Faults
+//
+// Kill, SIGSTOP/SIGCONT, isolation, delay and restart of nodes, graceful
+// leave, snapshot catch-up, and lost replies: the harness's proxy in
+// front of the leader's node port drops every n-th answer it sends back
+// on connections other nodes opened (forwarded commits among them) and
+// cuts the connection, so the leader applied a request whose reply never
+// arrives (lose-replies). A cut-off follower replaying pre-logout cookies
+// checks that a replica out of touch with the leader stops serving its own
+// state (logout-cut-off-follower).
+//
+// # Mutation check
+//
+// A suite earns trust by catching planted bugs. After a change to cluster
+// or fsm, plant each of these in a scratch copy (git worktree) and see the
+// named tests fail; add a scenario when one survives.
+//
+//   - M1, read-your-writes without waiting for the cookie's index (in
+//     cluster/read.go, serve locally whatever the applied index): caught
+//     by kill-leader and two-tabs (checker violations) and cluster's
+//     TestReadYourWrites* tests.
+//   - M2, no logout fence (drop Store.Commit's awaitReplicas): caught by
+//     logout-old-cookie(-ryw) and cluster's TestLogoutIsVisibleEverywhere.
+//   - M3, ignore MaxStale (freshEnough always true): caught by
+//     logout-cut-off-follower and cluster's TestCutOffFollower test.
+//   - M4, retry without deduplication (fsm's applyRequest never finds an
+//     earlier result, so a retried increment applies twice): caught by
+//     lose-replies (a views jump the checker cannot explain) and cluster's
+//     TestLostReplyIsRetriedOnce.
+//   - M5, no retry after an unknown outcome (the behaviour before request
+//     numbers): caught by lose-replies (writes of unknown outcome) and
+//     TestLostReplyIsRetriedOnce.
 package e2e

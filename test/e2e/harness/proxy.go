@@ -18,17 +18,17 @@ import (
 // (source, destination) pairs are cut and which nodes are slowed down.
 // It owns one proxy per node.
 type network struct {
-	mu      sync.Mutex
-	cut     map[string]bool          // node IDs cut off from everyone
+	mu  sync.Mutex
+	cut map[string]bool // node IDs cut off from everyone
 	// loseEvery, per node, makes every n-th reply chunk that node sends
 	// back on a connection another node opened to it disappear, and cuts
 	// that connection: the node applied the request and answered, and the
 	// answer never arrived.
 	loseEvery map[string]int
-	lost      atomic.Int64 // reply chunks dropped so far
-	delay   map[string]time.Duration // per node, added to every chunk it sends or receives
-	proxies map[string]*proxy
-	pids    func() map[int]string // live node processes: pid → node ID
+	lost      atomic.Int64             // reply chunks dropped so far
+	delay     map[string]time.Duration // per node, added to every chunk it sends or receives
+	proxies   map[string]*proxy
+	pids      func() map[int]string // live node processes: pid → node ID
 
 	unidentified atomic.Int64 // accepted connections whose source was not found
 }
