@@ -56,7 +56,7 @@
 //     by kill-leader and two-tabs (checker violations) and cluster's
 //     TestReadYourWrites* tests.
 //   - M2, no logout fence (drop Store.Commit's awaitReplicas): caught by
-//     logout-old-cookie(-ryw) and cluster's TestLogoutIsVisibleEverywhere.
+//     logout-old-cookie-ryw and cluster's TestLogoutIsVisibleEverywhere.
 //   - M3, ignore MaxStale (freshEnough always true): caught by
 //     logout-cut-off-follower and cluster's TestCutOffFollower test.
 //   - M4, retry without deduplication (fsm's applyRequest never finds an
