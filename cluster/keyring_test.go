@@ -67,7 +67,7 @@ func TestSigningKeysFollowTheKeyring(t *testing.T) {
 	}
 
 	// A second rotation retires the first key everywhere.
-	changed := nodes[2].FSM().KeyringChanged()
+	changed := nodes[2].fsm.KeyringChanged()
 	rot2, err := nodes[0].RotateSigningKey(ctx)
 	if err != nil {
 		t.Fatal(err)

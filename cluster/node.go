@@ -16,7 +16,6 @@ import (
 	"github.com/hashicorp/raft"
 	autopilot "github.com/hashicorp/raft-autopilot"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/raftsession/raftsession/fsm"
 	"github.com/raftsession/raftsession/session"
@@ -138,102 +137,24 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// openRaft opens the data directory's stores, the node port and raft,
+// and bootstraps a lone node that was told to.
 func (n *Node) openRaft() error {
 	cfg := n.cfg
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("cluster: create data dir: %w", err)
-	}
-	if err := checkWritable(cfg.DataDir); err != nil {
-		return err
-	}
-	var err error
-	n.bolt, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.DataDir, "raft.db"),
-		BoltOptions: &bbolt.Options{
-			Timeout:        500 * time.Millisecond,
-			NoFreelistSync: true,
-			FreelistType:   bbolt.FreelistMapType,
-		},
-	})
-	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
-			return fmt.Errorf("%w: %s", ErrDataDirInUse, cfg.DataDir)
-		}
-		return fmt.Errorf("cluster: open raft log: %w", err)
-	}
-	if err := checkClusterName(n.bolt, cfg.ClusterName); err != nil {
-		return err
-	}
-	logs, err := n.openLogStore()
+	logs, snaps, err := n.openStores()
 	if err != nil {
 		return err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLog(n.log, "snapshot"))
-	if err != nil {
-		return fmt.Errorf("cluster: snapshot store: %w", err)
-	}
-	// After the stores opened, so that what they just created is covered.
-	if err := restrictDataDir(cfg.DataDir); err != nil {
+	if err := n.openPort(); err != nil {
 		return err
 	}
-
-	ln, err := net.Listen("tcp", cfg.RaftAddr)
-	if err != nil {
-		return fmt.Errorf("cluster: listen on raft address %s: %w", cfg.RaftAddr, err)
-	}
-	adv, err := advertiseAddr(cfg.RaftAdvertise, ln.Addr())
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	n.raftAddr = adv.String()
-	portTLS, err := cfg.portTLS(time.Now())
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	n.mux = newMux(ln, adv, portTLS, n.log)
-	if portTLS == nil && !isLoopback(ln.Addr()) {
-		n.log.Warn("raft port listens beyond loopback WITHOUT authentication (Insecure): anyone who can reach it can read and write sessions", "addr", ln.Addr())
-	}
-	maxRequest := maxRequestFrame(cfg.Limits)
-	n.client = newForwardClient(func(addr string, t time.Duration) (net.Conn, error) {
-		return n.mux.dial(addr, protoForward, t)
-	}, maxRequest, n.log)
-	n.server = newForwardServer(n.handleForward, maxRequest, n.mux.log)
-	n.mux.onForward = n.server.serve
-	n.mux.allowRaft = n.allowRaft
-	n.mux.refused = func() { n.metrics.Refused.Add(1) }
-	n.mux.wg.Add(1)
-	go n.mux.serve()
-
-	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream: raftLayer{n.mux}, MaxPool: 3, Timeout: 10 * time.Second,
-		Logger: newHCLog(n.log, "raft-net"),
-	})
-
 	hasState, err := raft.HasExistingState(logs, n.bolt, snaps)
 	if err != nil {
 		return fmt.Errorf("cluster: read raft state: %w", err)
 	}
 	n.hasState.Store(hasState)
-
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(cfg.NodeID)
-	rc.HeartbeatTimeout = cfg.Raft.HeartbeatTimeout
-	rc.ElectionTimeout = cfg.Raft.ElectionTimeout
-	rc.LeaderLeaseTimeout = cfg.Raft.LeaderLeaseTimeout
-	rc.CommitTimeout = 20 * time.Millisecond
-	rc.SnapshotInterval = cfg.Raft.SnapshotInterval
-	rc.SnapshotThreshold = cfg.Raft.SnapshotThreshold
-	rc.TrailingLogs = cfg.Raft.TrailingLogs
-	rc.BatchApplyCh = true
-	rc.MaxAppendEntries = 256
-	rc.ShutdownOnRemove = false
-	rc.Logger = newHCLog(n.log, "raft")
-	rc.NoLegacyTelemetry = true
-
 	n.fsm = fsm.New(fsm.Config{Limits: cfg.Limits, MaxSessions: cfg.MaxSessions, MaxBytes: cfg.MaxBytes})
+	rc := n.raftConfig()
 	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.bolt, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("cluster: start raft: %w", err)
@@ -673,9 +594,6 @@ func (n *Node) isVoter(id string) bool {
 
 // Store returns the replicated session store of this node.
 func (n *Node) Store() *Store { return n.store }
-
-// FSM returns the node's local replica, for read-only inspection.
-func (n *Node) FSM() *fsm.FSM { return n.fsm }
 
 // WaitLeader blocks until the node knows a leader, or ctx ends.
 func (n *Node) WaitLeader(ctx context.Context) error {
