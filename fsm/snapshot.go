@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -53,6 +54,10 @@ var ErrCorruptSnapshot = errors.New("fsm: corrupt snapshot")
 const maxSnapField = 64 << 20
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// persistYield is how many records Persist writes between giving up its
+// core: about 256 KiB of 1 KiB sessions, well under a millisecond.
+const persistYield = 256
 
 // Snapshot captures the state in O(shards): it marks every shard's map as
 // shared so the next write to it clones the map instead of modifying it.
@@ -138,7 +143,13 @@ func (s *snapshot) writeTo(dst io.Writer) error {
 			if _, err := w.Write(b); err != nil {
 				return err
 			}
-			n++
+			if n++; n%persistYield == 0 {
+				// Persist is CPU-bound for seconds at a million sessions.
+				// Left alone, it keeps its core until the scheduler
+				// preempts it (10 ms), and the timers and goroutines
+				// queued there wait: a read due meanwhile waits too.
+				runtime.Gosched()
+			}
 		}
 	}
 	if n != s.count {
