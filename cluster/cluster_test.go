@@ -49,7 +49,7 @@ func testSingleNodeBootstrapAndRestart(t *testing.T, logStore func(*Config)) {
 	id := session.NewID()
 	r := create(t, n.Store(), id, "user", "alice")
 	rec, err := n.Store().Load(ctxT(t, time.Second), id, session.LoadOptions{MinIndex: r.Index})
-	if err != nil || string(rec.Values["user"]) != "alice" {
+	if err != nil || string(rec.Values.Get("user")) != "alice" {
 		t.Fatalf("load after create: %v %v", rec, err)
 	}
 	if err := n.Close(); err != nil {
@@ -61,7 +61,7 @@ func testSingleNodeBootstrapAndRestart(t *testing.T, logStore func(*Config)) {
 		return n2.IsLeader() && n2.fsm.AppliedIndex() >= r.Index
 	})
 	rec, err = n2.Store().Load(ctxT(t, time.Second), id, session.LoadOptions{MinIndex: r.Index})
-	if err != nil || string(rec.Values["user"]) != "alice" {
+	if err != nil || string(rec.Values.Get("user")) != "alice" {
 		t.Fatalf("after restart: got %v, %v; want user=alice", rec, err)
 	}
 }
@@ -106,7 +106,7 @@ func TestThreeNodeBootstrapForwardAndReadYourWrites(t *testing.T) {
 		t.Error("commit on a follower was not forwarded")
 	}
 	rec, err := fs[1].Store().Load(ctxT(t, time.Second), id, session.LoadOptions{MinIndex: r.Index})
-	if err != nil || string(rec.Values["k"]) != "v" {
+	if err != nil || string(rec.Values.Get("k")) != "v" {
 		t.Fatalf("read-your-writes on the other follower: got %v, %v", rec, err)
 	}
 	// An index the replica hasn't reached makes the read wait, then fall
@@ -118,11 +118,11 @@ func TestThreeNodeBootstrapForwardAndReadYourWrites(t *testing.T) {
 	}
 	for _, n := range nodes {
 		rec, err := n.Store().Load(ctxT(t, time.Second), id, session.LoadOptions{MinIndex: upd.Index})
-		if err != nil || string(rec.Values["k"]) != "v2" {
+		if err != nil || string(rec.Values.Get("k")) != "v2" {
 			t.Fatalf("%s: read at index %d: got %v, %v; want k=v2", n.ID(), upd.Index, rec, err)
 		}
 		rec, err = n.Store().Load(ctxT(t, time.Second), id, session.LoadOptions{Level: session.Linearizable})
-		if err != nil || string(rec.Values["k"]) != "v2" {
+		if err != nil || string(rec.Values.Get("k")) != "v2" {
 			t.Fatalf("%s: linearizable read: got %v, %v; want k=v2", n.ID(), rec, err)
 		}
 	}
@@ -140,7 +140,7 @@ func TestReadYourWritesFallsBackToLeader(t *testing.T) {
 	if err != nil && !errors.Is(err, session.ErrTimeout) && !errors.Is(err, session.ErrNotFound) {
 		t.Fatalf("unexpected error %v", err)
 	}
-	if err == nil && string(rec.Values["k"]) != "v" {
+	if err == nil && string(rec.Values.Get("k")) != "v" {
 		t.Fatalf("got %v", rec)
 	}
 	if f.fsm.AppliedIndex() < r.Index+1 && f.metrics.ReadFallbacks.Load() == before {
@@ -188,7 +188,7 @@ func TestJoinAsNonVoterAndPromotion(t *testing.T) {
 			id := session.NewID()
 			r := create(t, nodes[0].Store(), id, "k", "v")
 			rec, err := nodes[4].Store().Load(ctxT(t, 2*time.Second), id, session.LoadOptions{MinIndex: r.Index})
-			if err != nil || string(rec.Values["k"]) != "v" {
+			if err != nil || string(rec.Values.Get("k")) != "v" {
 				t.Fatalf("read on the new node: got %v, %v", rec, err)
 			}
 		})
@@ -268,7 +268,7 @@ func testLeaderCrashUnderLoadLosesNoAcknowledgedCommit(t *testing.T, logStore fu
 			t.Fatalf("%s: %v", n.ID(), err)
 		}
 		for key := range acked {
-			if _, ok := rec.Values[key]; !ok {
+			if _, ok := rec.Values.Lookup(key); !ok {
 				t.Fatalf("%s: acknowledged write %s lost", n.ID(), key)
 			}
 		}
@@ -350,7 +350,7 @@ func testRestartedNodeRejoins(t *testing.T, logStore func(*Config)) {
 	back := mustStart(t, cfg)
 	waitFor(t, 15*time.Second, "restarted node catches up", func() bool { return back.fsm.AppliedIndex() >= r.Index })
 	rec, err := back.Store().Load(ctxT(t, time.Second), id, session.LoadOptions{Level: session.Local})
-	if err != nil || string(rec.Values["while"]) != "away" {
+	if err != nil || string(rec.Values.Get("while")) != "away" {
 		t.Fatalf("got %v, %v", rec, err)
 	}
 }
@@ -511,7 +511,7 @@ func TestCutOffFollowerStopsServingLocalState(t *testing.T) {
 		t.Fatalf("read-your-writes read on a cut-off follower: got %v, want an unavailable error", err)
 	}
 	rec, err := f.Store().Load(ctxT(t, time.Second), id, session.LoadOptions{Level: session.Local})
-	if err != nil || string(rec.Values["k"]) != "v" {
+	if err != nil || string(rec.Values.Get("k")) != "v" {
 		t.Fatalf("local read: got %v, %v; want k=v", rec, err)
 	}
 }

@@ -125,6 +125,22 @@ type Config struct {
 	MaxSessions int
 	MaxBytes    int64
 
+	// MemoryLimit sets the Go runtime's memory policy for the process,
+	// whose heap is mostly this node's sessions. Zero (the default)
+	// chooses it: GOGC stays 100 while the live heap is under 256 MiB and
+	// then falls (to 30 from about 850 MiB), so the heap peaks about 30%
+	// above the live sessions instead of twice them; and when the process
+	// runs under a cgroup memory limit (a container), 90% of that limit
+	// becomes the runtime's soft memory limit (runtime/debug.SetMemoryLimit).
+	// A positive value is the soft memory limit in bytes, with the same
+	// GOGC policy. Negative leaves the runtime alone: set it when the
+	// application owns its GC settings. The GOGC and GOMEMLIMIT environment
+	// variables also leave the runtime alone when MemoryLimit is zero. The
+	// settings are process-wide: with several nodes in one process the
+	// first node's policy holds until the last node closes, which restores
+	// the settings it found.
+	MemoryLimit int64
+
 	// Limits bound one session's size; every node must use the same limits,
 	// since they are enforced inside the replicated state machine.
 	Limits session.Limits

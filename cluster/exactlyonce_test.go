@@ -43,7 +43,7 @@ func TestLostReplyIsRetriedOnce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := string(rec.Values["n"]); got != strconv.Itoa(3) {
+		if got := string(rec.Values.Get("n")); got != strconv.Itoa(3) {
 			t.Fatalf("%s: counter = %s after 3 increments with lost replies; want 3", n.ID(), got)
 		}
 	}

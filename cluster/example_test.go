@@ -49,6 +49,6 @@ func ExampleStart() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(string(rec.Values["user"]))
+	fmt.Println(string(rec.Values.Get("user")))
 	// Output: ada
 }

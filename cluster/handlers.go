@@ -204,9 +204,7 @@ func (n *Node) handleGet(ctx context.Context, p []byte) (byte, []byte) {
 	if !ok {
 		return statusNotFound, nil
 	}
-	var e encoder
-	encodeRecord(&e, r)
-	return statusOK, e.b
+	return statusOK, fsm.AppendRecord(nil, r)
 }
 
 func (n *Node) handleListOwner(ctx context.Context, p []byte) (byte, []byte) {

@@ -67,7 +67,7 @@ func TestDataDirKeepsItsLogStore(t *testing.T) {
 				return n2.IsLeader() && n2.fsm.AppliedIndex() >= r.Index
 			})
 			rec, err := n2.Store().Load(ctxT(t, time.Second), id, session.LoadOptions{MinIndex: r.Index})
-			if err != nil || string(rec.Values["k"]) != "v" {
+			if err != nil || string(rec.Values.Get("k")) != "v" {
 				t.Fatalf("after restart: got %v, %v; want k=v", rec, err)
 			}
 		})

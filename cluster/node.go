@@ -86,6 +86,9 @@ type Node struct {
 	pilotMu    sync.Mutex
 	pilotState *autopilot.State // latest, on the leader
 
+	// releaseMemory releases the process's memory policy (memory.go).
+	releaseMemory func()
+
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -115,6 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.releaseMemory = acquireMemoryPolicy(cfg.MemoryLimit, n.log)
 	n.batch = newCommitBatcher(n.raftApply)
 	ok := false
 	defer func() {
@@ -486,6 +490,9 @@ func (n *Node) shutdown() error {
 	}
 	if n.bolt != nil {
 		errs = append(errs, n.bolt.Close())
+	}
+	if n.releaseMemory != nil {
+		n.releaseMemory()
 	}
 	return errors.Join(errs...)
 }

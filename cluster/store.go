@@ -34,7 +34,7 @@ func (s *Store) Load(ctx context.Context, id string, opt session.LoadOptions) (*
 			return nil
 		},
 		func(b []byte) error {
-			r, err := decodeRecord(&decoder{b: b})
+			r, err := fsm.DecodeRecord(b)
 			rec = r
 			return err
 		})

@@ -86,41 +86,6 @@ func (d *decoder) bytes() []byte {
 }
 func (d *decoder) str() string { return string(d.bytes()) }
 
-func encodeRecord(e *encoder, r *session.Record) {
-	e.str(r.Owner)
-	e.time(r.Created)
-	e.time(r.LastSeen)
-	e.i64(int64(r.IdleTimeout))
-	e.time(r.IdleDeadline)
-	e.time(r.AbsoluteDeadline)
-	e.u64(r.Version)
-	e.u64(uint64(len(r.Values)))
-	for k, v := range r.Values {
-		e.str(k)
-		e.bytes(v)
-	}
-}
-
-func decodeRecord(d *decoder) (*session.Record, error) {
-	r := &session.Record{
-		Owner: d.str(), Created: d.time(), LastSeen: d.time(), IdleTimeout: time.Duration(d.i64()),
-		IdleDeadline: d.time(), AbsoluteDeadline: d.time(), Version: d.u64(),
-	}
-	n := d.u64()
-	if d.err != nil || n > uint64(len(d.b)) {
-		return nil, fmt.Errorf("decode record: %w", errShortBuffer)
-	}
-	r.Values = make(map[string][]byte, n)
-	for range n {
-		k := d.str()
-		r.Values[k] = d.bytes()
-	}
-	if d.err != nil {
-		return nil, fmt.Errorf("decode record: %w", d.err)
-	}
-	return r, nil
-}
-
 func encodeInfos(e *encoder, infos []session.Info) {
 	e.u64(uint64(len(infos)))
 	for _, in := range infos {

@@ -72,7 +72,7 @@ func TestBatchGivesEachChangeItsOwnResult(t *testing.T) {
 		}
 	}
 	rec, ok := n.get("c")
-	if !ok || string(rec.Values["n"]) != "2" || string(rec.Values["k"]) != "v" || rec.Version != r.Index {
+	if !ok || string(rec.Values.Get("n")) != "2" || string(rec.Values.Get("k")) != "v" || rec.Version != r.Index {
 		t.Fatalf("after the batch: got %+v, %v; want k=v n=2 at version %d", rec, ok, r.Index)
 	}
 	if _, ok := n.get("a"); ok {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -276,6 +277,11 @@ func BenchmarkPersist(b *testing.B) {
 	b.SetBytes(size)
 }
 
+// BenchmarkRestore restores a snapshot of the shared state into a new
+// FSM. warm reuses heap the previous restore freed; cold first returns
+// every free page to the OS (debug.FreeOSMemory), so the restore pays the
+// first-touch page faults a freshly started node pays. minor-faults/op
+// counts them (getrusage).
 func BenchmarkRestore(b *testing.B) {
 	n := benchN(b)
 	f, _ := sharedState(b)
@@ -287,17 +293,40 @@ func BenchmarkRestore(b *testing.B) {
 	}
 	snap.Release()
 	data := sink.Bytes()
-	b.SetBytes(int64(len(data)))
-	for b.Loop() {
-		g := New(Config{})
-		if err := g.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
-			b.Fatal(err)
+	for _, cold := range []bool{false, true} {
+		name := "warm"
+		if cold {
+			name = "cold"
 		}
-		if g.Len() != f.Len() {
-			b.Fatalf("restored %d records, want %d", g.Len(), f.Len())
-		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			var faults int64
+			var elapsed time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				runtime.GC()
+				if cold {
+					debug.FreeOSMemory()
+				}
+				before := minorFaults()
+				start := time.Now()
+				b.StartTimer()
+				g := New(Config{})
+				if err := g.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				elapsed += time.Since(start)
+				faults += minorFaults() - before
+				if g.Len() != f.Len() {
+					b.Fatalf("restored %d records, want %d", g.Len(), f.Len())
+				}
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(elapsed.Milliseconds())/float64(b.N), "ms/restore")
+			b.ReportMetric(float64(faults)/float64(b.N), "minor-faults/op")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/restore")
 }
 
 // BenchmarkIndexChoice compares the candidate primary indexes on the two
@@ -383,4 +412,136 @@ func BenchmarkIndexChoice(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkSnapshotReads measures what taking and persisting a snapshot
+// costs readers: while Snapshot and Persist (to a discarding sink) run,
+// one goroutine per core reads a random session every 200 µs and one applies 1 KiB
+// updates at about 20k/s, as raft's FSM goroutine would under load. It
+// reports the slowest read and the slowest apply seen during the
+// snapshot, and the 99.9th percentile read.
+func BenchmarkSnapshotReads(b *testing.B) {
+	b.Run("snapshot", func(b *testing.B) { snapshotReads(b, true) })
+	// The same load without a snapshot, for comparison: on a machine with
+	// few cores, the slowest reads are goroutines waiting for a core.
+	b.Run("none", func(b *testing.B) { snapshotReads(b, false) })
+}
+
+func snapshotReads(b *testing.B, takeSnapshot bool) {
+	n := benchN(b)
+	f, clock := sharedState(b)
+	keys := make([]session.Key, n)
+	for i := range keys {
+		keys[i] = session.KeyOf(benchID(i))
+	}
+	cmds := updateCommands(b, n, 4096)
+	now := clock.now
+	// Read latencies go into a histogram of 1 µs buckets, so that the
+	// readers allocate nothing (an allocation during a GC cycle can make
+	// its goroutine assist the collector, which would be counted here).
+	const buckets = 200_000
+	const readEvery = 200 * time.Microsecond
+	var hist [buckets]int64
+	var worstRead, worstApply time.Duration
+	var gcs uint32
+	var ms runtime.MemStats
+	for b.Loop() {
+		runtime.ReadMemStats(&ms)
+		gcBefore := ms.NumGC
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for r := range runtime.GOMAXPROCS(0) {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(r), 9))
+				mine := make([]int64, buckets)
+				var worst time.Duration
+				// Reads are due every readEvery, like requests arriving;
+				// a read's latency counts from when it was due, so time
+				// spent waiting for a core counts as well.
+				due := time.Now()
+				for {
+					select {
+					case <-stop:
+						mu.Lock()
+						for j, c := range mine {
+							hist[j] += c
+						}
+						worstRead = max(worstRead, worst)
+						mu.Unlock()
+						return
+					default:
+					}
+					due = due.Add(readEvery)
+					if wait := time.Until(due); wait > 0 {
+						time.Sleep(wait)
+					}
+					f.Get(keys[rng.IntN(len(keys))], now)
+					d := time.Since(due)
+					worst = max(worst, d)
+					mine[min(int(d/time.Microsecond), buckets-1)]++
+				}
+			})
+		}
+		// The applier stands in for raft's FSM goroutine: it also takes the
+		// snapshot, since Snapshot must not run concurrently with Apply.
+		var applyWorst time.Duration
+		snaps := make(chan raft.FSMSnapshot)
+		wantSnap := make(chan struct{})
+		wg.Go(func() {
+			var l raft.Log
+			tick := time.NewTicker(time.Millisecond)
+			defer tick.Stop()
+			for i := 0; ; {
+				select {
+				case <-stop:
+					return
+				case <-wantSnap:
+					snap, err := f.Snapshot()
+					if err != nil {
+						b.Error(err)
+					}
+					snaps <- snap
+					continue
+				case <-tick.C:
+				}
+				for range 20 {
+					t := time.Now()
+					f.Apply(clock.next(cmds[i%len(cmds)], &l))
+					applyWorst = max(applyWorst, time.Since(t))
+					i++
+				}
+			}
+		})
+		time.Sleep(50 * time.Millisecond)
+		if takeSnapshot {
+			wantSnap <- struct{}{}
+			snap := <-snaps
+			if err := snap.Persist(&discardSink{}); err != nil {
+				b.Fatal(err)
+			}
+			snap.Release()
+		} else {
+			time.Sleep(time.Second)
+		}
+		time.Sleep(50 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		worstApply = max(worstApply, applyWorst)
+		runtime.ReadMemStats(&ms)
+		gcs += ms.NumGC - gcBefore
+	}
+	var total, seen int64
+	for _, c := range hist {
+		total += c
+	}
+	for us, c := range hist {
+		if seen += c; seen*1000 >= total*999 {
+			b.ReportMetric(float64(us), "µs-p99.9-read")
+			break
+		}
+	}
+	b.ReportMetric(float64(worstRead.Microseconds()), "µs-worst-read")
+	b.ReportMetric(float64(worstApply.Microseconds()), "µs-worst-apply")
+	b.ReportMetric(float64(gcs)/float64(b.N), "gc-cycles/op")
 }

@@ -267,8 +267,7 @@ func (c *Command) appendTo(b []byte) []byte {
 			b = append(b, 0)
 		}
 	case KindExpire:
-		b = binary.AppendVarint(b, c.Time.Unix())
-		b = binary.AppendUvarint(b, uint64(c.Time.Nanosecond()))
+		b = appendTime(b, c.Time)
 	case KindAddSigningKey, KindResealSigningKey:
 		b = appendString(b, c.KeyID)
 		b = appendBytes(b, c.Secret)
@@ -310,8 +309,10 @@ func malformed(what error) error {
 
 // Decode parses a command produced by the Encode functions. Anything
 // malformed returns an error wrapping session.ErrInvalid; Decode never
-// panics, and every allocation is bounded by len(b). The result does not
-// alias b: raft may reuse or keep log buffers, and records outlive them.
+// panics, and every allocation is bounded by len(b). The values of ops
+// (session.Op.Value and Old) alias b: session.Delta.Apply copies what it
+// keeps into the record's one allocation, so a value is copied out of the
+// log entry exactly once. Everything else is copied.
 func Decode(b []byte) (Command, error) {
 	c, err := decode(b, false)
 	if err != nil {
@@ -368,12 +369,7 @@ func decode(b []byte, inBatch bool) (Command, error) {
 			d.fail(errors.New("bad except flag"))
 		}
 	case KindExpire:
-		sec := d.varint()
-		nsec := d.uvarint()
-		if nsec >= 1e9 {
-			d.fail(errors.New("bad nanoseconds"))
-		}
-		c.Time = time.Unix(sec, int64(nsec)).UTC()
+		c.Time = d.time()
 	case KindAddSigningKey, KindResealSigningKey:
 		c.KeyID = d.string()
 		c.Secret = d.bytes()
@@ -472,9 +468,8 @@ func (d *decoder) raw() []byte {
 
 func (d *decoder) string() string { return string(d.raw()) }
 
-// bytes copies so that stored values never pin a whole log buffer. An
-// empty field decodes as a non-nil empty slice; OpCAS's "absent" is its
-// own flag, never a nil value.
+// bytes copies, for fields the state keeps as they are (a signing key's
+// secret), so that they never pin a whole log buffer.
 func (d *decoder) bytes() []byte {
 	v := d.raw()
 	if d.err != nil {
@@ -485,6 +480,11 @@ func (d *decoder) bytes() []byte {
 	}
 	return append([]byte(nil), v...)
 }
+
+// value returns an op's value, aliasing d.b (see Decode). An empty field
+// decodes as a non-nil empty slice; OpCAS's "absent" is its own flag,
+// never a nil value.
+func (d *decoder) value() []byte { return d.raw() }
 
 // ops decodes a count and that many ops; nil for none.
 func (d *decoder) ops() []session.Op {
@@ -510,7 +510,7 @@ func (d *decoder) op(op *session.Op) {
 	op.Key = d.string()
 	switch op.Kind {
 	case session.OpSet:
-		op.Value = d.bytes()
+		op.Value = d.value()
 	case session.OpDelete:
 	case session.OpIncr:
 		op.Delta = d.varint()
@@ -518,11 +518,11 @@ func (d *decoder) op(op *session.Op) {
 		switch d.byte() {
 		case 0:
 		case 1:
-			op.Old = d.bytes()
+			op.Old = d.value()
 		default:
 			d.fail(errors.New("bad cas flag"))
 		}
-		op.Value = d.bytes()
+		op.Value = d.value()
 	default:
 		d.fail(fmt.Errorf("unknown op kind %d", op.Kind))
 	}

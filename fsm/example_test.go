@@ -41,7 +41,7 @@ func Example() {
 	}
 	key := session.KeyOf("session-id-from-the-cookie")
 	if rec, ok := f.Get(key, leaderClock.Add(time.Minute)); ok {
-		fmt.Printf("visits=%s owner=%s version=%d\n", rec.Values["visits"], rec.Owner, rec.Version)
+		fmt.Printf("visits=%s owner=%s version=%d\n", rec.Values.Get("visits"), rec.Owner, rec.Version)
 	}
 	_, ok := f.Get(key, leaderClock.Add(31*time.Minute))
 	fmt.Println("live after 31 idle minutes:", ok)

@@ -221,7 +221,7 @@ func TestRecordFields(t *testing.T) {
 	if !r.Created.Equal(created) || !r.LastSeen.Equal(n.now) {
 		t.Errorf("Created, LastSeen = %v, %v; want %v, %v", r.Created, r.LastSeen, created, n.now)
 	}
-	if string(r.Values["k"]) != "v" || string(r.Values["x"]) != "y" || r.Owner != "user:1" {
+	if string(r.Values.Get("k")) != "v" || string(r.Values.Get("x")) != "y" || r.Owner != "user:1" {
 		t.Errorf("record = %+v", r)
 	}
 	if got := n.f.ListOwner("user:1", n.now); len(got) != 1 || got[0].Key != session.KeyOf("b") {

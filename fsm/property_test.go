@@ -3,8 +3,10 @@ package fsm
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -18,13 +20,17 @@ import (
 // speed: a plain map of records, linear scans for owners and expiry.
 type model struct {
 	recs map[session.Key]*session.Record
+	// vals holds each record's values as a plain map, kept by refValues
+	// rather than session.Delta.Apply, so that the compact session.Values
+	// in the FSM's records is checked too.
+	vals map[session.Key]map[string][]byte
 	keys []SigningKey
 	// maxSessions and maxBytes are the quotas; 0 means none.
 	maxSessions, maxBytes int
 }
 
 func newModel(cfg Config) *model {
-	return &model{recs: map[session.Key]*session.Record{}, maxSessions: cfg.MaxSessions, maxBytes: int(cfg.MaxBytes)}
+	return &model{recs: map[session.Key]*session.Record{}, vals: map[session.Key]map[string][]byte{}, maxSessions: cfg.MaxSessions, maxBytes: int(cfg.MaxBytes)}
 }
 
 // totals counts the records held and their bytes, expired ones included.
@@ -166,6 +172,28 @@ func (m *model) create(c *Command, index uint64, now time.Time, res *Result) {
 		return
 	}
 	m.recs[c.Key], res.Values = r, vals
+	m.vals[c.Key] = refValues(nil, &c.Delta)
+}
+
+// refValues applies a delta that session.Delta.Apply accepted to prev with
+// plain map semantics.
+func refValues(prev map[string][]byte, d *session.Delta) map[string][]byte {
+	out := map[string][]byte{}
+	if !d.Clear {
+		maps.Copy(out, prev)
+	}
+	for _, op := range d.Ops {
+		switch op.Kind {
+		case session.OpSet, session.OpCAS:
+			out[op.Key] = bytes.Clone(op.Value)
+		case session.OpDelete:
+			delete(out, op.Key)
+		case session.OpIncr:
+			n, _ := strconv.ParseInt(string(out[op.Key]), 10, 64)
+			out[op.Key] = []byte(strconv.FormatInt(n+op.Delta, 10))
+		}
+	}
+	return out
 }
 
 func (m *model) update(c *Command, index uint64, now time.Time, res *Result) {
@@ -195,8 +223,9 @@ func (m *model) update(c *Command, index uint64, now time.Time, res *Result) {
 		return
 	}
 	res.Values = vals
+	ref := refValues(m.vals[c.Key], &c.Delta)
 	delete(m.recs, c.Key)
-	m.recs[dst] = r
+	m.recs[dst], m.vals[dst] = r, ref
 }
 
 func (m *model) listOwner(owner string, now time.Time) []session.Info {
@@ -218,7 +247,9 @@ func (m *model) listOwner(owner string, now time.Time) []session.Info {
 var (
 	propIDs    = []string{"s0", "s1", "s2", "s3", "s4", "s5"}
 	propOwners = []string{"", "u1", "u2"}
-	propNames  = []string{"a", "b", "n"}
+	// Names that are prefixes of each other, to catch a lookup that
+	// compares too little of a key.
+	propNames = []string{"a", "ab", "abc", "b", "n"}
 )
 
 // genOps draws a few ops over a small key space so that increments, CAS
@@ -381,6 +412,24 @@ func TestPropertyAgreesWithModel(t *testing.T) {
 	})
 }
 
+// compareValues checks a record's values against the model's plain map,
+// through every read session.Values offers.
+func compareValues(t *rapid.T, id string, got session.Values, want map[string][]byte) {
+	if got.Len() != len(want) {
+		t.Fatalf("%s: %d values %v; model %q", id, got.Len(), got, want)
+	}
+	for _, k := range propNames {
+		v, ok := got.Lookup(k)
+		w, wok := want[k]
+		if ok != wok || !bytes.Equal(v, w) {
+			t.Fatalf("%s: Lookup(%q) = %q, %v; model %q, %v", id, k, v, ok, w, wok)
+		}
+	}
+	if all := maps.Collect(got.All()); !maps.EqualFunc(all, want, bytes.Equal) {
+		t.Fatalf("%s: All = %q; model %q", id, all, want)
+	}
+}
+
 // compareReads checks every read the FSM offers against the model at
 // several times around the leader clock.
 func compareReads(t *rapid.T, f *FSM, m *model, now time.Time) {
@@ -395,6 +444,9 @@ func compareReads(t *rapid.T, f *FSM, m *model, now time.Time) {
 			}
 			if ok != (want != nil) || ok && !reflect.DeepEqual(got, want) {
 				t.Fatalf("Get(%s, +%v) = %+v, %v; model %+v", id, at, got, ok, want)
+			}
+			if ok {
+				compareValues(t, id, got.Values, m.vals[k])
 			}
 		}
 		for _, o := range propOwners {

@@ -35,7 +35,7 @@ func TestQuotaSessions(t *testing.T) {
 	mustOK(t, n.change(&session.Change{ID: "a", Delta: session.Delta{Ops: []session.Op{set("more", strings.Repeat("x", 100))}}}))
 	mustOK(t, n.change(&session.Change{ID: "a"}))
 	mustOK(t, n.change(&session.Change{ID: "a", RenameTo: "a2", Delta: session.Delta{Ops: []session.Op{set("user", "alice")}}}))
-	if rec, ok := n.get("a2"); !ok || string(rec.Values["user"]) != "alice" {
+	if rec, ok := n.get("a2"); !ok || string(rec.Values.Get("user")) != "alice" {
 		t.Fatalf("renamed session: %+v, %v", rec, ok)
 	}
 	mustOK(t, n.change(&session.Change{ID: "b", Destroy: true}))
@@ -67,8 +67,8 @@ func TestQuotaBytes(t *testing.T) {
 	mustOK(t, n.change(create("b", set("k", "1234"))))      // 5: 15
 	wantQuota(t, "create to 21 bytes", n.change(create("c", set("k", "12345"))))
 	wantQuota(t, "update to 22 bytes", n.change(setK("a", strings.Repeat("x", 16))))
-	if rec, _ := n.get("a"); string(rec.Values["k"]) != "123456789" {
-		t.Fatalf("refused update changed the record: %q", rec.Values["k"])
+	if rec, _ := n.get("a"); string(rec.Values.Get("k")) != "123456789" {
+		t.Fatalf("refused update changed the record: %q", rec.Values.Get("k"))
 	}
 	mustOK(t, n.change(setK("a", "1"))) // 2: 7
 	wantQuota(t, "create to 21 bytes", n.change(create("c", set("k", strings.Repeat("x", 13)))))

@@ -34,7 +34,7 @@ func counter(t *testing.T, n *node, id string) string {
 	if !ok {
 		t.Fatalf("session %s is gone", id)
 	}
-	return string(rec.Values["n"])
+	return string(rec.Values.Get("n"))
 }
 
 func TestRequestAppliesOnce(t *testing.T) {
@@ -92,7 +92,7 @@ func TestRequestTableSurvivesSnapshotAndExpires(t *testing.T) {
 	n.apply(n.encode(create("s")))
 	inc := EncodeRequest("p", 5, 5, n.encode(incr("s", "n")))
 	first := n.apply(inc)
-	for _, version := range []uint16{snapVersion, snapVersionNoRequests} {
+	for _, version := range []uint16{snapVersion, snapVersionInline, snapVersionNoRequests} {
 		snap, _ := n.f.Snapshot()
 		snap.(*snapshot).version = version
 		sink := &memSink{}
@@ -106,7 +106,7 @@ func TestRequestTableSurvivesSnapshotAndExpires(t *testing.T) {
 		}
 		r := g.applyRaw(inc)
 		switch version {
-		case snapVersion:
+		case snapVersion, snapVersionInline:
 			// Deduplication holds across a snapshot install.
 			if r.Index != first.Index || counter(t, g, "s") != "1" {
 				t.Fatalf("retry after restore: %+v, counter %s", r, counter(t, g, "s"))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"runtime"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -14,25 +15,30 @@ import (
 	"github.com/raftsession/raftsession/session"
 )
 
-// Snapshot format, version 1 (integers varint/uvarint, strings and byte
+// Snapshot format, version 3 (integers varint/uvarint, strings and byte
 // slices uvarint-length-prefixed, times as varint Unix seconds + uvarint
 // nanoseconds):
 //
 //	magic "RSFSM\x00" | version uint16 big-endian
 //	appliedIndex | nkeys | (id secret added)*nkeys
-//	nrecords | record*nrecords
-//	record: key[32] owner created lastSeen idleTimeout idleDeadline
-//	        absoluteDeadline version nvalues (name value)*nvalues
+//	proposers (see appendProposers)
+//	nrecords | (key[32] uvarint-length-prefixed-record)*nrecords
 //	"END" | CRC-32C (Castagnoli) of every byte before "END", little-endian
 //
-// Records appear in no particular order. The expiry and owner indexes and
-// the byte total that MaxBytes is checked against are not stored; Restore
-// rebuilds them.
+// A record is encoded as AppendRecord does; the length prefix lets Restore
+// hand whole records to several decoding goroutines. Records appear in no
+// particular order. The expiry and owner indexes and the byte total that
+// MaxBytes is checked against are not stored; Restore rebuilds them.
+//
+// Versions 1 and 2 still restore: version 2 stores each record inline
+// (key owner created lastSeen idleTimeout idleDeadline absoluteDeadline
+// version nvalues (name value)*nvalues), and version 1 is version 2
+// without the proposers.
 const (
 	snapMagic = "RSFSM\x00"
-	// snapVersion 2 adds the request deduplication table after the
-	// keyring; version 1 snapshots (without it) still restore.
-	snapVersion           = 2
+	// snapVersion 3 stores records length-prefixed in the record codec.
+	snapVersion           = 3
+	snapVersionInline     = 2
 	snapVersionNoRequests = 1
 	snapTrailer           = "END"
 )
@@ -48,6 +54,10 @@ var ErrCorruptSnapshot = errors.New("fsm: corrupt snapshot")
 const maxSnapField = 64 << 20
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// persistYield is how many records Persist writes between giving up its
+// core: about 256 KiB of 1 KiB sessions, well under a millisecond.
+const persistYield = 256
 
 // Snapshot captures the state in O(shards): it marks every shard's map as
 // shared so the next write to it clones the map instead of modifying it.
@@ -113,7 +123,7 @@ func (s *snapshot) writeTo(dst io.Writer) error {
 		b = appendTime(b, k.Added)
 	}
 	var err error
-	if version >= snapVersion {
+	if version >= snapVersionInline {
 		if b, err = appendProposers(b, s.proposers); err != nil {
 			return err
 		}
@@ -125,11 +135,21 @@ func (s *snapshot) writeTo(dst io.Writer) error {
 	var n int64
 	for _, m := range s.maps {
 		for k, e := range m {
-			b = appendRecord(b[:0], &k, e.rec)
+			if version >= snapVersion {
+				b = appendRecordBlob(b[:0], &k, e.rec)
+			} else {
+				b = appendRecordInline(b[:0], &k, e.rec)
+			}
 			if _, err := w.Write(b); err != nil {
 				return err
 			}
-			n++
+			if n++; n%persistYield == 0 {
+				// Persist is CPU-bound for seconds at a million sessions.
+				// Left alone, it keeps its core until the scheduler
+				// preempts it (10 ms), and the timers and goroutines
+				// queued there wait: a read due meanwhile waits too.
+				runtime.Gosched()
+			}
 		}
 	}
 	if n != s.count {
@@ -146,12 +166,23 @@ func (s *snapshot) writeTo(dst io.Writer) error {
 	return err
 }
 
-func appendTime(b []byte, t time.Time) []byte {
-	b = binary.AppendVarint(b, t.Unix())
-	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+// appendRecordBlob appends a version 3 record: its key, then its
+// encoding, length-prefixed.
+func appendRecordBlob(b []byte, k *session.Key, r *session.Record) []byte {
+	b = append(b, k[:]...)
+	at := len(b)
+	b = append(b, make([]byte, binary.MaxVarintLen64)...)
+	b = AppendRecord(b, r)
+	// Move the record up against its actual length prefix.
+	n := len(b) - at - binary.MaxVarintLen64
+	w := binary.PutUvarint(b[at:], uint64(n))
+	copy(b[at+w:], b[at+binary.MaxVarintLen64:])
+	return b[:at+w+n]
 }
 
-func appendRecord(b []byte, k *session.Key, r *session.Record) []byte {
+// appendRecordInline appends a record as versions 1 and 2 stored it; it
+// remains so that tests can write the versions Restore still reads.
+func appendRecordInline(b []byte, k *session.Key, r *session.Record) []byte {
 	b = append(b, k[:]...)
 	b = appendString(b, r.Owner)
 	b = appendTime(b, r.Created)
@@ -160,8 +191,8 @@ func appendRecord(b []byte, k *session.Key, r *session.Record) []byte {
 	b = appendTime(b, r.IdleDeadline)
 	b = appendTime(b, r.AbsoluteDeadline)
 	b = binary.AppendUvarint(b, r.Version)
-	b = binary.AppendUvarint(b, uint64(len(r.Values)))
-	for name, v := range r.Values {
+	b = binary.AppendUvarint(b, uint64(r.Values.Len()))
+	for name, v := range r.Values.All() {
 		b = appendString(b, name)
 		b = appendBytes(b, v)
 	}
@@ -197,8 +228,8 @@ func readSnapshot(src io.Reader) (*state, uint64, error) {
 		return nil, 0, corrupt("not a raftsession snapshot")
 	}
 	version := binary.BigEndian.Uint16(head[len(snapMagic):])
-	if version != snapVersion && version != snapVersionNoRequests {
-		return nil, 0, corrupt("unsupported version %d (this build reads %d and %d)", version, snapVersionNoRequests, snapVersion)
+	if version < snapVersionNoRequests || version > snapVersion {
+		return nil, 0, corrupt("unsupported version %d (this build reads %d to %d)", version, snapVersionNoRequests, snapVersion)
 	}
 	st := newState()
 	index := r.uvarint()
@@ -213,7 +244,7 @@ func readSnapshot(src io.Reader) (*state, uint64, error) {
 		keys = []SigningKey{}
 	}
 	st.keys.Store(&keys)
-	if version >= snapVersion {
+	if version >= snapVersionInline {
 		st.proposers = r.proposers()
 	}
 
@@ -221,7 +252,12 @@ func readSnapshot(src io.Reader) (*state, uint64, error) {
 	if r.err == nil && count > uint64(maxInt) {
 		r.fail(errors.New("record count overflows int"))
 	}
-	items := r.records(st, count)
+	var items []expItem
+	if version >= snapVersion {
+		items = r.recordBlobs(st, count)
+	} else {
+		items = r.records(st, count)
+	}
 	if r.err != nil {
 		return nil, 0, corrupt("%v", r.err)
 	}
@@ -246,15 +282,14 @@ func readSnapshot(src io.Reader) (*state, uint64, error) {
 	return st, index, nil
 }
 
-// records reads count records into st's shards, owner index and byte
-// total, and returns their expiry items for the caller to index once the
-// snapshot has proved intact. It stops at the first error, left in r.err.
+// records reads count records of a version 1 or 2 snapshot into st's
+// shards, owner index and byte total, and returns their expiry items for
+// the caller to index once the snapshot has proved intact. It stops at the
+// first error, left in r.err.
 func (r *snapReader) records(st *state, count uint64) []expItem {
-	// The count presizes the item slice and the shard maps only up to
-	// small bounds: a forged count must fail at the first missing record,
-	// not at allocation.
 	items := make([]expItem, 0, min(count, 1<<16))
 	var size int64
+	hint := shardHint(count)
 	for i := uint64(0); i < count && r.err == nil; i++ {
 		var k session.Key
 		copy(k[:], r.fixed(len(k)))
@@ -262,18 +297,13 @@ func (r *snapReader) records(st *state, count uint64) []expItem {
 		if r.err != nil {
 			break
 		}
-		s := &st.shards[shardOf(&k)]
-		if s.m == nil {
-			s.m = make(recordMap, min(count/nShards+count/(4*nShards), 1<<10))
-		}
-		if _, dup := s.m[k]; dup {
-			r.fail(errors.New("duplicate record key"))
+		it, ok := st.insertRestored(&k, rec, hint)
+		if !ok {
+			r.fail(errDuplicateKey)
 			break
 		}
-		at := nanos(rec.Deadline())
-		s.m[k] = entry{rec, at}
 		size += int64(rec.Size())
-		items = append(items, expItem{at, k})
+		items = append(items, it)
 		st.addOwnerLocked(rec.Owner, &k)
 	}
 	st.bytes.Store(size)
@@ -290,14 +320,26 @@ func (r *snapReader) record() *session.Record {
 	rec.AbsoluteDeadline = r.time()
 	rec.Version = r.uvarint()
 	nvals := r.uvarint()
-	rec.Values = make(map[string][]byte, min(nvals, 8))
+	vals := make(map[string][]byte, min(nvals, 8))
+	size := 0
 	for j := uint64(0); j < nvals && r.err == nil; j++ {
 		name := string(r.field())
-		rec.Values[name] = r.bytes()
+		// A copy: the field is only valid until the next read.
+		v := r.bytes()
+		if size += len(name) + len(v); size > maxSnapField {
+			r.fail(fmt.Errorf("record of more than %d bytes", maxSnapField))
+		}
+		if name == "" {
+			r.fail(errors.New("empty value name"))
+		}
+		vals[name] = v
 	}
-	if r.err == nil && uint64(len(rec.Values)) != nvals {
+	if r.err == nil && uint64(len(vals)) != nvals {
 		r.fail(errors.New("duplicate value name"))
 	}
+	// ValuesOf copies the values once more, into the record's one
+	// allocation; only old snapshots pay for the second copy.
+	rec.Values = session.ValuesOf(vals)
 	return rec
 }
 

@@ -117,8 +117,8 @@ func TestConcurrentIncrementsLoseNothing(t *testing.T) {
 		}
 	}
 	rec, err := e.store.Load(t.Context(), idOf(c), session.LoadOptions{})
-	if err != nil || string(rec.Values["n"]) != strconv.Itoa(n) {
-		t.Fatalf("stored counter %q (err %v), want %d", rec.Values["n"], err, n)
+	if err != nil || string(rec.Values.Get("n")) != strconv.Itoa(n) {
+		t.Fatalf("stored counter %q (err %v), want %d", rec.Values.Get("n"), err, n)
 	}
 }
 

@@ -184,7 +184,7 @@ func (s *Session) Reload(ctx context.Context) error {
 	}
 	s.setBase(rec)
 	if s.pending.Clear {
-		s.vals, s.owned, s.size = map[string][]byte{}, true, 0
+		s.clearView()
 	}
 	for _, op := range s.pending.Ops {
 		s.own()
@@ -239,5 +239,5 @@ func (s *Session) destroyedLocked(index uint64) {
 	}
 	s.renameTo = ""
 	s.pending, s.touch = Delta{}, false
-	s.vals, s.owned, s.size = map[string][]byte{}, true, 0
+	s.clearView()
 }

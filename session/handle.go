@@ -74,7 +74,7 @@ func (h *Handle) Expiry() time.Time {
 func (h *Handle) Persistent() bool {
 	h.s.mu.Lock()
 	defer h.s.mu.Unlock()
-	if v, ok := h.s.vals[persistKey]; ok {
+	if v, ok := h.s.lookup(persistKey); ok {
 		return string(v) == "1"
 	}
 	return h.s.cfg.Persist

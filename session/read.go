@@ -2,6 +2,7 @@ package session
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,8 +37,7 @@ func (s *Session) raw(key string) ([]byte, bool) {
 	if s.status == StatusDestroyed || s.status == StatusGone {
 		return nil, false
 	}
-	b, ok := s.vals[key]
-	return b, ok
+	return s.lookup(key)
 }
 
 func (s *Session) decode(key string, dst any) bool {
@@ -173,8 +173,12 @@ func (s *Session) Keys() []string {
 	if s.status == StatusDestroyed || s.status == StatusGone {
 		return []string{}
 	}
-	keys := make([]string, 0, len(s.vals))
-	for k := range s.vals {
+	all := s.base.All()
+	if s.owned {
+		all = maps.All(s.vals)
+	}
+	keys := make([]string, 0, s.keyCount())
+	for k := range all {
 		if !strings.HasPrefix(k, reservedPrefix) {
 			keys = append(keys, k)
 		}

@@ -3,18 +3,19 @@ package session
 import (
 	"bytes"
 	"fmt"
-	"maps"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // Record is one stored session as a store holds it. A Record is immutable
-// once a store has returned it: stores share the Values map between
+// once a store has returned it: stores share it, and its Values, between
 // versions and between readers, so callers must not modify it.
 type Record struct {
-	// Values maps keys to encoded values (see [Codec]). Never modify.
-	Values map[string][]byte
+	// Values holds the keys and their encoded values (see [Codec]).
+	Values Values
 	// Owner is who the session belongs to (for example "user:42"), or ""
 	// when it belongs to nobody yet. Stores index sessions by owner.
 	Owner string
@@ -48,13 +49,7 @@ func (r *Record) Deadline() time.Time {
 
 // Size is the number of bytes the record's values count against
 // [Limits.MaxBytes]: the sum of key and value lengths.
-func (r *Record) Size() int {
-	n := 0
-	for k, v := range r.Values {
-		n += len(k) + len(v)
-	}
-	return n
-}
+func (r *Record) Size() int { return r.Values.Size() }
 
 // Info describes one session without its values, for "list my sessions".
 type Info struct {
@@ -247,8 +242,9 @@ func (l Limits) or(d Limits) Limits {
 
 // Apply returns the record that results from applying d to prev (nil to
 // create) at time now, with the given version, and the per-op results (see
-// [Result.Values]). prev is never modified; values that d does not touch are
-// shared with it. Apply is deterministic: the same inputs give the same
+// [Result.Values]). prev is never modified: a delta that changes values
+// builds new [Values], copying each value once (ops' values are not
+// retained), and one that does not shares prev's. Apply is deterministic: the same inputs give the same
 // record on every replica. Errors wrap [ErrTooLarge], [ErrCASFailed],
 // [ErrNotInteger] or [ErrInvalid]; on error nothing is applied.
 func (d *Delta) Apply(prev *Record, now time.Time, version uint64, lim Limits) (*Record, []int64, error) {
@@ -286,37 +282,33 @@ func (d *Delta) Apply(prev *Record, now time.Time, version uint64, lim Limits) (
 
 	var results []int64
 	if d.Clear || len(d.Ops) > 0 {
-		vals := d.baseValues(prev)
+		ov := overlay{}
+		if !d.Clear && prev != nil {
+			ov.base = prev.Values
+			ov.n, ov.size = prev.Values.Len(), prev.Values.Size()
+			ov.total = max(len(prev.Values.b)-4, 0)
+		}
 		var err error
-		if results, err = d.applyOps(vals, lim); err != nil {
+		if results, err = d.applyOps(&ov, lim); err != nil {
 			return nil, nil, err
 		}
-		next.Values = vals
-		if len(vals) > lim.MaxKeys {
-			return nil, nil, fmt.Errorf("%w: %d keys, limit %d", ErrTooLarge, len(vals), lim.MaxKeys)
+		if ov.n > lim.MaxKeys {
+			return nil, nil, fmt.Errorf("%w: %d keys, limit %d", ErrTooLarge, ov.n, lim.MaxKeys)
 		}
-		if size := next.Size(); size > lim.MaxBytes {
-			return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, size, lim.MaxBytes)
+		if ov.size > lim.MaxBytes {
+			return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, ov.size, lim.MaxBytes)
 		}
-	}
-	if next.Values == nil {
-		next.Values = map[string][]byte{}
+		if ov.total > maxValuesLen-4 {
+			return nil, nil, fmt.Errorf("%w: values encode to %d bytes, limit 4 GiB", ErrTooLarge, ov.total)
+		}
+		next.Values = ov.values()
 	}
 	return &next, results, nil
 }
 
-// baseValues returns the values d's ops start from: a copy of prev's, or
-// an empty map for a create or a Clear. The copy leaves prev immutable.
-func (d *Delta) baseValues(prev *Record) map[string][]byte {
-	if d.Clear || prev == nil || prev.Values == nil {
-		return make(map[string][]byte, len(d.Ops))
-	}
-	return maps.Clone(prev.Values)
-}
-
 // applyOps applies d's ops to vals in order and returns each op's result:
 // the new value of an increment, 0 for other kinds.
-func (d *Delta) applyOps(vals map[string][]byte, lim Limits) ([]int64, error) {
+func (d *Delta) applyOps(vals *overlay, lim Limits) ([]int64, error) {
 	results := make([]int64, len(d.Ops))
 	for i := range d.Ops {
 		n, err := d.Ops[i].apply(vals, lim)
@@ -330,33 +322,122 @@ func (d *Delta) applyOps(vals map[string][]byte, lim Limits) ([]int64, error) {
 
 // apply applies op to vals, checking its key and the resulting value
 // against lim, and returns the new value of an increment.
-func (op *Op) apply(vals map[string][]byte, lim Limits) (int64, error) {
+func (op *Op) apply(vals *overlay, lim Limits) (int64, error) {
 	if len(op.Key) > lim.MaxKeyBytes {
 		return 0, fmt.Errorf("%w: key is %d bytes, limit %d", ErrTooLarge, len(op.Key), lim.MaxKeyBytes)
 	}
 	var n int64
+	var v []byte
 	switch op.Kind {
 	case OpSet:
-		vals[op.Key] = op.Value
+		v = op.Value
 	case OpDelete:
-		delete(vals, op.Key)
+		vals.del(op.Key)
+		return 0, nil
 	case OpIncr:
+		cur, _ := vals.get(op.Key)
 		var err error
-		if n, err = incr(vals[op.Key], op.Delta); err != nil {
+		if n, err = incr(cur, op.Delta); err != nil {
 			return 0, fmt.Errorf("incr %q: %w", op.Key, err)
 		}
-		vals[op.Key] = strconv.AppendInt(nil, n, 10)
+		v = strconv.AppendInt(nil, n, 10)
 	case OpCAS:
-		cur, ok := vals[op.Key]
+		cur, ok := vals.get(op.Key)
 		if op.Old == nil && ok || op.Old != nil && (!ok || !bytes.Equal(cur, op.Old)) {
 			return 0, fmt.Errorf("cas %q: %w", op.Key, ErrCASFailed)
 		}
-		vals[op.Key] = op.Value
+		v = op.Value
 	}
-	if v := vals[op.Key]; len(v) > lim.MaxValueBytes {
+	if len(v) > lim.MaxValueBytes {
 		return 0, fmt.Errorf("%w: value of %q is %d bytes, limit %d", ErrTooLarge, op.Key, len(v), lim.MaxValueBytes)
 	}
+	vals.set(op.Key, v)
 	return n, nil
+}
+
+// overlay is a delta's edits on top of the values it starts from, with
+// the key count, Size and encoded length of the result kept in step, so
+// that limits are checked before the new Values is built and the build
+// allocates exactly once. Values are not copied until then: they alias
+// the op (and, in a replica, the log entry), so each is copied once.
+type overlay struct {
+	base  Values
+	edits []edit
+	// index finds a key's edit once there are too many to scan.
+	index map[string]int
+	n     int // keys in the result
+	size  int // Size of the result
+	total int // encoded length of the result's pairs (no count)
+}
+
+// overlayScan is how many edits are searched linearly before an index
+// pays for itself; deltas rarely touch more keys than this.
+const overlayScan = 16
+
+func (o *overlay) find(key string) int {
+	if o.index != nil {
+		if i, ok := o.index[key]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range o.edits {
+		if o.edits[i].key == key {
+			return i
+		}
+	}
+	return -1
+}
+
+func (o *overlay) get(key string) ([]byte, bool) {
+	if i := o.find(key); i >= 0 {
+		return o.edits[i].val, !o.edits[i].del
+	}
+	return o.base.Lookup(key)
+}
+
+// put records e, adjusting the totals by what key held before.
+func (o *overlay) put(e edit) {
+	if old, ok := o.get(e.key); ok {
+		o.n--
+		o.size -= len(e.key) + len(old)
+		o.total -= pairLen(e.key, old)
+	}
+	if !e.del {
+		o.n++
+		o.size += len(e.key) + len(e.val)
+		o.total += pairLen(e.key, e.val)
+	}
+	if i := o.find(e.key); i >= 0 {
+		o.edits[i] = e
+		return
+	}
+	o.edits = append(o.edits, e)
+	switch {
+	case o.index != nil:
+		o.index[e.key] = len(o.edits) - 1
+	case len(o.edits) > overlayScan:
+		o.index = make(map[string]int, 2*len(o.edits))
+		for i := range o.edits {
+			o.index[o.edits[i].key] = i
+		}
+	}
+}
+
+func (o *overlay) set(key string, v []byte) { o.put(edit{key: key, val: v}) }
+func (o *overlay) del(key string)           { o.put(edit{key: key, del: true}) }
+
+// values builds the resulting Values.
+func (o *overlay) values() Values {
+	if len(o.edits) == 0 {
+		return o.base
+	}
+	slices.SortFunc(o.edits, func(a, b edit) int { return strings.Compare(a.key, b.key) })
+	total := o.total
+	if o.n > 0 {
+		total += 4 // the count; an empty encoding has none
+	}
+	return merge(o.base, o.edits, o.n, total)
 }
 
 func incr(cur []byte, delta int64) (int64, error) {

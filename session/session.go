@@ -157,9 +157,12 @@ type Session struct {
 	renameTo string // pending Regenerate of a stored session
 	index    uint64 // store index of this client's last acknowledged write
 
-	vals  map[string][]byte // values as this request sees them
-	owned bool              // vals is a private copy (else shared with the loaded Record)
-	size  int               // Size of vals, valid when owned
+	// The values as this request sees them: base as loaded until the
+	// request changes one, then vals, a private copy (owned is true).
+	base  Values
+	vals  map[string][]byte
+	owned bool
+	size  int // Size of vals, valid when owned
 
 	owner       string
 	baseOwner   string // owner as stored
@@ -197,7 +200,7 @@ func (s *Session) startNew() {
 	s.status = StatusNew
 	s.id = ""
 	s.renameTo = ""
-	s.vals, s.owned, s.size = map[string][]byte{}, true, 0
+	s.clearView()
 	s.owner, s.baseOwner = "", ""
 	s.lastSeen = now
 	s.idleTimeout = s.cfg.idleTimeout()
@@ -206,11 +209,30 @@ func (s *Session) startNew() {
 	s.touch = false
 }
 
-func (s *Session) setBase(rec *Record) {
-	s.vals, s.owned = rec.Values, false
-	if s.vals == nil {
-		s.vals = map[string][]byte{}
+// clearView makes the request see no values.
+func (s *Session) clearView() {
+	s.base, s.vals, s.owned, s.size = Values{}, map[string][]byte{}, true, 0
+}
+
+// lookup returns the value of key as this request sees it.
+func (s *Session) lookup(key string) ([]byte, bool) {
+	if s.owned {
+		b, ok := s.vals[key]
+		return b, ok
 	}
+	return s.base.Lookup(key)
+}
+
+// keyCount returns how many keys this request sees.
+func (s *Session) keyCount() int {
+	if s.owned {
+		return len(s.vals)
+	}
+	return s.base.Len()
+}
+
+func (s *Session) setBase(rec *Record) {
+	s.base, s.vals, s.owned = rec.Values, nil, false
 	s.owner, s.baseOwner = rec.Owner, rec.Owner
 	s.lastSeen = rec.LastSeen
 	s.idleTimeout = rec.IdleTimeout

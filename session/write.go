@@ -2,7 +2,6 @@ package session
 
 import (
 	"fmt"
-	"maps"
 	"strings"
 	"time"
 )
@@ -32,12 +31,12 @@ func (s *Session) own() {
 	if s.owned {
 		return
 	}
-	s.vals = maps.Clone(s.vals)
-	s.size = 0
-	for k, v := range s.vals {
-		s.size += len(k) + len(v)
+	s.vals = make(map[string][]byte, s.base.Len()+1)
+	for k, v := range s.base.All() {
+		s.vals[k] = v
 	}
-	s.owned = true
+	s.size = s.base.Size()
+	s.base, s.owned = Values{}, true
 }
 
 // addOp appends op to the pending delta, replacing an earlier plain set or
@@ -80,7 +79,7 @@ func (s *Session) setRaw(key string, b []byte) error {
 }
 
 func (s *Session) deleteRaw(key string) {
-	if _, ok := s.vals[key]; !ok {
+	if _, ok := s.lookup(key); !ok {
 		return
 	}
 	s.own()
@@ -135,8 +134,8 @@ func (s *Session) Clear() error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	persist, hasPersist := s.vals[persistKey]
-	s.vals, s.owned, s.size = map[string][]byte{}, true, 0
+	persist, hasPersist := s.lookup(persistKey)
+	s.clearView()
 	s.pending.Clear = true
 	s.pending.Ops = s.pending.Ops[:0]
 	if hasPersist {
@@ -152,7 +151,7 @@ func (s *Session) pop(key string) ([]byte, bool) {
 	if s.writable() != nil || strings.HasPrefix(key, reservedPrefix) {
 		return nil, false
 	}
-	b, ok := s.vals[key]
+	b, ok := s.lookup(key)
 	if ok {
 		s.deleteRaw(key)
 	}
@@ -248,7 +247,7 @@ func (s *Session) SetPersist(persist bool) error {
 	if persist {
 		v = []byte("1")
 	}
-	if old, ok := s.vals[persistKey]; ok && string(old) == string(v) {
+	if old, ok := s.lookup(persistKey); ok && string(old) == string(v) {
 		return nil
 	}
 	return s.setRaw(persistKey, v)
@@ -339,7 +338,7 @@ func (s *Session) RegenerateEmpty() error {
 	}
 	s.regenerateLocked()
 	now := s.cfg.now()
-	s.vals, s.owned, s.size = map[string][]byte{}, true, 0
+	s.clearView()
 	s.owner = ""
 	s.pending = Delta{Clear: true, SetOwner: true, IdleTimeout: s.cfg.idleTimeout(), Lifetime: s.cfg.lifetime()}
 	s.idleTimeout = s.pending.IdleTimeout

@@ -49,7 +49,7 @@ func (sn *snapshot) values() map[any]any {
 
 func decodeRecord(rec *session.Record) (*snapshot, error) {
 	sn := &snapshot{raw: map[string][]byte{}, keys: map[string]any{}}
-	for k, b := range rec.Values {
+	for k, b := range rec.Values.All() {
 		var key any
 		switch {
 		case strings.HasPrefix(k, stringKeyPrefix):

@@ -104,7 +104,7 @@ func (s *Store) FindCtx(ctx context.Context, token string) ([]byte, bool, error)
 	case err != nil:
 		return nil, false, fmt.Errorf("scsstore: find: %w", err)
 	}
-	b, ok := rec.Values[blobKey]
+	b, ok := rec.Values.Lookup(blobKey)
 	if !ok {
 		// A session written by another API (httpmw) is not an scs session.
 		return nil, false, nil

@@ -67,6 +67,10 @@ type Config struct {
 	MaxSessions int   // -max-sessions: cluster-wide cap, 0 none
 	MaxBytes    int64 // -max-bytes: cluster-wide cap on session keys+values, 0 none
 
+	// MemoryLimit is -memory-limit as cluster.Config.MemoryLimit takes
+	// it: 0 for auto, -1 for off, else the soft memory limit in bytes.
+	MemoryLimit int64
+
 	CookieName   string // -cookie-name: default "sid"
 	CookieSecure bool   // -cookie-secure: always mark the cookie Secure
 	TrustProxy   bool   // -trust-proxy: X-Forwarded-Proto: https marks the cookie Secure
@@ -157,7 +161,7 @@ type rawFlags struct {
 	consistency, leaveOnTerminate             string
 	snapThreshold, trailingLogs, snapInterval string
 	expireInterval, shutdownTimeout, logLevel string
-	logStore                                  string
+	logStore, memoryLimit                     string
 }
 
 // noEnv lists the flags that no environment variable sets: actions, not
@@ -218,6 +222,8 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	s(&r.expireInterval, "expire-interval", "30s", "`duration` between the leader's removals of expired sessions")
 	s(&r.shutdownTimeout, "shutdown-timeout", "10s", "longest `duration` to drain in-flight requests at shutdown")
 	s(&r.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+	s(&r.memoryLimit, "memory-limit", "auto", "Go heap soft limit: a `size` such as 1536MiB or 2GiB; auto: 90% of the cgroup limit if any, "+
+		"and GOGC lowered as the sessions grow so RSS stays near 1.3× of them; off: leave GOGC and GOMEMLIMIT to the environment")
 	// Switches: "-leave-on-terminate" alone means true.
 	for name, p := range map[string]*string{"leave-on-terminate": &r.leaveOnTerminate, "gen-cluster-key": &r.genClusterKey,
 		"insecure-cluster": &r.insecure, "cookie-secure": &r.cookieSecure, "trust-proxy": &r.trustProxy} {
@@ -422,6 +428,9 @@ func (r *rawFlags) validateTuning(c *Config) error {
 		"expire-interval":   {r.expireInterval, &c.ExpireInterval},
 		"shutdown-timeout":  {r.shutdownTimeout, &c.ShutdownTimeout},
 	}); err != nil {
+		return err
+	}
+	if c.MemoryLimit, err = parseMemoryLimit(r.memoryLimit); err != nil {
 		return err
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(r.logLevel)); err != nil {

@@ -228,6 +228,7 @@ func (m *Main) clusterConfig(log *slog.Logger) (cluster.Config, error) {
 	}
 	cfg.Insecure = c.Insecure
 	cfg.MaxSessions, cfg.MaxBytes = c.MaxSessions, c.MaxBytes
+	cfg.MemoryLimit = c.MemoryLimit
 	if c.TLSCert != "" {
 		tlsCfg, err := cluster.LoadTLS(c.TLSCert, c.TLSKey, c.TLSCA)
 		if err != nil {

@@ -226,3 +226,25 @@ func parseInt64(name, v string, lo, hi int64) (int64, error) {
 	}
 	return n, nil
 }
+
+// parseMemoryLimit parses -memory-limit: auto (0), off (-1), or a size in
+// bytes with an optional KiB, MiB or GiB suffix.
+func parseMemoryLimit(v string) (int64, error) {
+	switch v {
+	case "auto":
+		return 0, nil
+	case "off":
+		return -1, nil
+	}
+	num, unit := v, int64(1)
+	for suffix, u := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if n, ok := strings.CutSuffix(v, suffix); ok {
+			num, unit = n, u
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/unit {
+		return 0, fmt.Errorf("-memory-limit %q: want auto, off or a size such as 1536MiB or 2GiB", v)
+	}
+	return n * unit, nil
+}

@@ -38,7 +38,7 @@ func testAtLimits(h *harness) {
 		keys = append(keys, string(rune('a'+i)), "v")
 	}
 	h.create(id, keys...)
-	if got, want := len(h.mustLoad(id).Values), suiteLimits.MaxKeys; got != want {
+	if got, want := h.mustLoad(id).Values.Len(), suiteLimits.MaxKeys; got != want {
 		h.Errorf("number of keys: got %d, want %d", got, want)
 	}
 	// Values whose sizes add up to exactly MaxBytes.

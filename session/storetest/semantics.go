@@ -426,7 +426,7 @@ func testReadYourWrites(h *harness) {
 			if err != nil {
 				h.Fatalf("Load(%v, MinIndex %d): got error %v, want nil", level, res.Index, err)
 			}
-			if got := string(rec.Values["n"]); got != v {
+			if got := string(rec.Values.Get("n")); got != v {
 				h.Fatalf("Load(%v, MinIndex %d): got n=%q, want %q", level, res.Index, got, v)
 			}
 			if rec.Version != res.Index {

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -266,26 +264,24 @@ func sets(kv ...string) []session.Op {
 	return ops
 }
 
-func valueMap(kv ...string) map[string][]byte {
+func valueMap(kv ...string) session.Values {
 	m := make(map[string][]byte, len(kv)/2)
 	for _, op := range sets(kv...) {
 		m[op.Key] = op.Value
 	}
-	return m
+	return session.ValuesOf(m)
 }
 
-func equalValues(a, b map[string][]byte) bool {
-	return maps.EqualFunc(a, b, bytes.Equal)
-}
+func equalValues(a, b session.Values) bool { return a.Equal(b) }
 
-func valuesString(m map[string][]byte) string {
+func valuesString(vals session.Values) string {
 	var b bytes.Buffer
 	b.WriteByte('{')
-	for i, k := range slices.Sorted(maps.Keys(m)) {
-		if i > 0 {
+	i := 0
+	for k, v := range vals.All() {
+		if i++; i > 1 {
 			b.WriteString(", ")
 		}
-		v := m[k]
 		if len(v) > 40 {
 			fmt.Fprintf(&b, "%q: <%d bytes>", k, len(v))
 		} else {
