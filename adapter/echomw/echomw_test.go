@@ -19,26 +19,10 @@ import (
 	"github.com/raftsession/raftsession/session"
 )
 
-type backend struct {
-	name        string
-	store, peer session.Store
-}
+// backend is one store the tests run over (see clustertest.Backends).
+type backend = clustertest.Backend
 
-func backends(t *testing.T) []backend {
-	mem := session.NewMemoryStore(session.MemoryOptions{})
-	t.Cleanup(func() { mem.Close() })
-	out := []backend{{"memory", mem, mem}}
-	if testing.Short() {
-		return out
-	}
-	nodes := clustertest.Start(t, 3, nil)
-	f := clustertest.Follower(t, nodes)
-	peer := nodes[0]
-	if peer == f {
-		peer = nodes[1]
-	}
-	return append(out, backend{"cluster", f.Store(), peer.Store()})
-}
+func backends(t *testing.T) []backend { return clustertest.Backends(t) }
 
 var (
 	testSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -107,8 +91,8 @@ func nativeApp(t *testing.T, st session.Store) *httptest.Server {
 
 func TestNativeSession(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			one, two := nativeApp(t, b.store), nativeApp(t, b.peer)
+		t.Run(b.Name, func(t *testing.T) {
+			one, two := nativeApp(t, b.Store), nativeApp(t, b.Peer)
 			r := do(t, one, "POST", "/cart?item=book", nil)
 			if r.status != 200 || r.cookie == nil {
 				t.Fatalf("cart: %d, cookie %v", r.status, r.cookie)
@@ -196,8 +180,8 @@ func contribApp(t *testing.T, st session.Store) *httptest.Server {
 
 func TestEchoContribSession(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			one, two := contribApp(t, b.store), contribApp(t, b.peer)
+		t.Run(b.Name, func(t *testing.T) {
+			one, two := contribApp(t, b.Store), contribApp(t, b.Peer)
 			r := do(t, one, "POST", "/cart?item=book", nil)
 			if r.status != 200 || r.cookie == nil {
 				t.Fatalf("cart: %d, cookie %v", r.status, r.cookie)

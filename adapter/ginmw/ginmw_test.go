@@ -19,28 +19,10 @@ import (
 
 func init() { gin.SetMode(gin.TestMode) }
 
-// backend is a store and a second handle on the same sessions, as another
-// instance of the app has it.
-type backend struct {
-	name        string
-	store, peer session.Store
-}
+// backend is one store the tests run over (see clustertest.Backends).
+type backend = clustertest.Backend
 
-func backends(t *testing.T) []backend {
-	mem := session.NewMemoryStore(session.MemoryOptions{})
-	t.Cleanup(func() { mem.Close() })
-	out := []backend{{"memory", mem, mem}}
-	if testing.Short() {
-		return out
-	}
-	nodes := clustertest.Start(t, 3, nil)
-	f := clustertest.Follower(t, nodes)
-	peer := nodes[0]
-	if peer == f {
-		peer = nodes[1]
-	}
-	return append(out, backend{"cluster", f.Store(), peer.Store()})
-}
+func backends(t *testing.T) []backend { return clustertest.Backends(t) }
 
 // engine is a gin app over st; opt.Secrets is testSecret over a
 // MemoryStore (two instances must share it) and none over a cluster.
@@ -132,8 +114,8 @@ func do(t *testing.T, srv *httptest.Server, method, path string, cookie *http.Co
 
 func TestGinNativeSession(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			one, two := engine(t, b.store), engine(t, b.peer)
+		t.Run(b.Name, func(t *testing.T) {
+			one, two := engine(t, b.Store), engine(t, b.Peer)
 			login := do(t, one, "POST", "/login?user=alice", nil)
 			if login.status != 200 || login.cookie == nil {
 				t.Fatalf("login: %d, cookie %v; want 200 and a cookie set before gin wrote", login.status, login.cookie)

@@ -28,14 +28,14 @@ var testKey = []byte("0123456789abcdef0123456789abcdef")
 func stores(t *testing.T, b backend) (*Store, *Store) {
 	t.Helper()
 	var pairs [][]byte
-	if b.name == "memory" {
+	if b.Name == "memory" {
 		pairs = [][]byte{testKey, nil}
 	}
-	one, err := NewStore(b.store, pairs...)
+	one, err := NewStore(b.Store, pairs...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	two, err := NewStore(b.peer, pairs...)
+	two, err := NewStore(b.Peer, pairs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +73,7 @@ func mustSave(t *testing.T, sess *sessions.Session, w http.ResponseWriter, r *ht
 
 func TestStore(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			one, two := stores(t, b)
 			t.Run("values across instances", func(t *testing.T) { testValues(t, one, two) })
 			t.Run("concurrent requests keep both keys", func(t *testing.T) { testMerge(t, one, two) })

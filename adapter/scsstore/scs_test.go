@@ -84,8 +84,8 @@ func (a *app) do(t *testing.T, method, path, token string) (int, string, string)
 // through one instance is undone by a request the other was still running.
 func TestSCSApp(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			one, two := newApp(t, b.store), newApp(t, b.peer)
+		t.Run(b.Name, func(t *testing.T) {
+			one, two := newApp(t, b.Store), newApp(t, b.Peer)
 			_, _, token := one.do(t, "POST", "/login?user=alice", "")
 			if token == "" {
 				t.Fatal("login set no cookie")

@@ -12,7 +12,7 @@ import (
 
 func TestStore(t *testing.T) {
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			t.Run("find unknown", func(t *testing.T) { testFindUnknown(t, b) })
 			t.Run("commit creates then overwrites", func(t *testing.T) { testCommitOverwrites(t, b) })
 			t.Run("delete", func(t *testing.T) { testDelete(t, b) })
@@ -32,7 +32,7 @@ func mustFind(t *testing.T, s *Store, token string) ([]byte, bool) {
 }
 
 func testFindUnknown(t *testing.T, b backend) {
-	s := New(b.store)
+	s := New(b.Store)
 	for _, token := range []string{"", session.NewID(), "not a token at all"} {
 		if _, found := mustFind(t, s, token); found {
 			t.Errorf("Find(%q) found a session", token)
@@ -41,7 +41,7 @@ func testFindUnknown(t *testing.T, b backend) {
 }
 
 func testCommitOverwrites(t *testing.T, b backend) {
-	s, peer := New(b.store), New(b.peer)
+	s, peer := New(b.Store), New(b.Peer)
 	token := session.NewID()
 	if err := s.Commit(token, []byte("one"), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -58,7 +58,7 @@ func testCommitOverwrites(t *testing.T, b backend) {
 }
 
 func testDelete(t *testing.T, b backend) {
-	s := New(b.store)
+	s := New(b.Store)
 	token := session.NewID()
 	if err := s.Commit(token, []byte("x"), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
@@ -66,7 +66,7 @@ func testDelete(t *testing.T, b backend) {
 	if err := s.Delete(token); err != nil {
 		t.Fatal(err)
 	}
-	if _, found := mustFind(t, New(b.peer), token); found {
+	if _, found := mustFind(t, New(b.Peer), token); found {
 		t.Fatal("deleted session found on the peer")
 	}
 	if err := s.Delete(session.NewID()); err != nil {
@@ -75,7 +75,7 @@ func testDelete(t *testing.T, b backend) {
 }
 
 func testExpiry(t *testing.T, b backend) {
-	s := New(b.store)
+	s := New(b.Store)
 	past := session.NewID()
 	if err := s.Commit(past, []byte("x"), time.Now().Add(-time.Second)); err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func testExpiry(t *testing.T, b backend) {
 // testLateCommit is scs issue 45's race: a request loads the session, the
 // user logs out through another instance, then the first request commits.
 func testLateCommit(t *testing.T, b backend) {
-	s, peer := New(b.store), New(b.peer)
+	s, peer := New(b.Store), New(b.Peer)
 	token := session.NewID()
 	if err := peer.Commit(token, []byte("logged in"), time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)

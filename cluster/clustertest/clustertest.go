@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/raftsession/raftsession/cluster"
+	"github.com/raftsession/raftsession/session"
 )
 
 // Start starts size nodes that bootstrap together and returns them once
@@ -111,4 +112,32 @@ func (w *tbWriter) Write(p []byte) (int, error) {
 		w.tb.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// Backend is a session store an adapter's tests run over, and Peer a
+// second handle on the same sessions, as another instance of the
+// application has it.
+type Backend struct {
+	Name        string
+	Store, Peer session.Store
+}
+
+// Backends returns a MemoryStore (both handles the same store) and, unless
+// -short, a three-node cluster read through a follower, whose peer is
+// another node: the two stores every adapter is tested over.
+func Backends(tb testing.TB) []Backend {
+	tb.Helper()
+	mem := session.NewMemoryStore(session.MemoryOptions{})
+	tb.Cleanup(func() { mem.Close() })
+	out := []Backend{{"memory", mem, mem}}
+	if testing.Short() {
+		return out
+	}
+	nodes := Start(tb, 3, nil)
+	f := Follower(tb, nodes)
+	peer := nodes[0]
+	if peer == f {
+		peer = nodes[1]
+	}
+	return append(out, Backend{"cluster", f.Store(), peer.Store()})
 }
