@@ -62,12 +62,14 @@ func (n *Node) handleForward(ctx context.Context, from peer, kind byte, p []byte
 	if !ok {
 		return n.refuse(from, fmt.Sprintf("request kind %d", kind), "unknown request")
 	}
+	if !n.serving.Load() {
+		// Start has not finished: raft may not exist yet, or may still be
+		// restoring a snapshot, and membership cannot be checked. Nothing
+		// is answered but "not the leader".
+		return statusNotLeader, nil
+	}
 	if why := n.authorize(from, h.rule, p); why != "" {
 		return n.refuse(from, h.name, why)
-	}
-	if !n.serving.Load() {
-		// Start has not finished (raft may still be restoring a snapshot).
-		return statusNotLeader, nil
 	}
 	return h.handle(n, ctx, p)
 }

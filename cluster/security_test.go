@@ -540,3 +540,17 @@ func TestClusterKeyRollingChange(t *testing.T) {
 		return ok
 	})
 }
+
+// TestForwardBeforeRaftExists: requests reach the port before raft exists
+// (Start opens the port first, and raft may spend seconds restoring a
+// large snapshot). They are answered "not the leader"; checking the
+// sender's membership then would dereference a raft that is not there.
+func TestForwardBeforeRaftExists(t *testing.T) {
+	n := &Node{cfg: Config{NodeID: "n1"}, members: map[string]memberStatus{}}
+	n.mux = &mux{tls: &TLSConfig{}, log: newRateLog(testLogger(t, "n1"))}
+	for kind := range forwardHandlers {
+		if status, _ := n.handleForward(t.Context(), peer{id: "n2", authenticated: true}, kind, nil); status != statusNotLeader {
+			t.Errorf("request kind %d before start finished: status %d, want not-leader", kind, status)
+		}
+	}
+}
