@@ -20,11 +20,12 @@ func TestLostReplyIsRetriedOnce(t *testing.T) {
 	id := session.NewID()
 	create(t, f.Store(), id)
 	var lost atomic.Int32
-	f.client.loseReply = func(kind byte) bool {
+	lose := func(kind byte) bool {
 		// The first successful apply reply of each of three increments.
 		return kind == statusOK && lost.Add(1)%2 == 1 && lost.Load() <= 5
 	}
-	t.Cleanup(func() { f.client.loseReply = nil })
+	f.client.loseReply.Store(&lose)
+	t.Cleanup(func() { f.client.loseReply.Store(nil) })
 	for want := int64(1); want <= 3; want++ {
 		r, err := f.Store().Commit(ctxT(t, 10*time.Second), &session.Change{ID: id, Delta: session.Delta{
 			Ops: []session.Op{{Kind: session.OpIncr, Key: "n", Delta: 1}}}})

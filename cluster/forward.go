@@ -143,8 +143,9 @@ type forwardClient struct {
 	maxRequest int
 	// loseReply, when set (tests), is asked about every reply: true drops
 	// it and cuts the connection, as a crash of the leader right after it
-	// applied the request, or a broken network, would.
-	loseReply func(kind byte) bool
+	// applied the request, or a broken network, would. Atomic: tests set
+	// it while read loops run.
+	loseReply atomic.Pointer[func(kind byte) bool]
 
 	mu     sync.Mutex
 	peers  map[string][]*clientConn
@@ -368,7 +369,7 @@ func (cc *clientConn) readLoop() {
 			cc.fail(err)
 			return
 		}
-		if lose := cc.c.loseReply; lose != nil && lose(f.kind) {
+		if lose := cc.c.loseReply.Load(); lose != nil && (*lose)(f.kind) {
 			cc.fail(errors.New("cluster: reply lost (test)"))
 			return
 		}
