@@ -199,6 +199,8 @@ type RaftConfig struct {
 	// The defaults (400ms, 400ms, 300ms) suit a LAN: a follower notices a
 	// dead leader within 400-800ms and an election usually finishes in one
 	// round, so writes resume within about one second of a leader crash.
+	// A node that is the only voter of its configuration (a single node)
+	// does not wait for a leader when it starts: it campaigns at once.
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration

@@ -168,6 +168,9 @@ func (n *Node) openRaft() error {
 			return err
 		}
 	}
+	if hasState {
+		n.campaignIfAlone()
+	}
 	return nil
 }
 
@@ -178,6 +181,7 @@ func (n *Node) bootstrap(servers []raft.Server) error {
 	}
 	n.hasState.Store(true)
 	n.log.Info("bootstrapped cluster", "servers", len(servers))
+	n.campaignIfAlone()
 	return nil
 }
 
