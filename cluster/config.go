@@ -127,8 +127,8 @@ type Config struct {
 
 	// MemoryLimit sets the Go runtime's memory policy for the process,
 	// whose heap is mostly this node's sessions. Zero (the default)
-	// chooses it: GOGC stays 100 while the live heap is under 256 MiB and
-	// then falls (to 30 from about 850 MiB), so the heap peaks about 30%
+	// chooses it: GOGC stays 100 while the live heap is under 64 MiB and
+	// then falls (to 10 from 640 MiB), so the heap peaks 64 MiB or 10%
 	// above the live sessions instead of twice them; and when the process
 	// runs under a cgroup memory limit (a container), 90% of that limit
 	// becomes the runtime's soft memory limit (runtime/debug.SetMemoryLimit).

@@ -20,17 +20,24 @@ import (
 // live data between collections, so RSS doubles the sessions. A lower
 // GOGC costs more collections, but a heap that is mostly long-lived
 // records allocates slowly (a write allocates about one record), so at a
-// large heap the extra collections are rare while the memory saved is
+// large heap the extra collections are few while the memory saved is
 // most of a gigabyte at a million sessions.
+//
+// The GC's CPU per byte allocated grows with live/headroom, which
+// gcPercentFloor caps at 100/gcPercentFloor. Measured on a node filling
+// 1M sessions of 1 KiB over HTTP (docs/BENCHMARKS.md): floor 30 and 256
+// MiB of headroom left RSS at 2.03 GiB; floor 10 and 64 MiB at about
+// 1.65 GiB for 15% more CPU and the same fill rate; floor 5 reached 1.60
+// GiB but cut the fill rate by 40%.
 const (
-	// gcHeadroom is the room the heap gets above the live data when that
-	// is small: small heaps keep GOGC=100, so a little app pays no GC
+	// gcHeadroom is the room the heap gets above the live data while that
+	// is small: heaps under it keep GOGC=100, so a little app pays no GC
 	// cost for the policy.
-	gcHeadroom = 256 << 20
+	gcHeadroom = 64 << 20
 	// gcPercentFloor bounds GOGC from below once the live heap exceeds
-	// gcHeadroom*100/gcPercentFloor (about 850 MiB): the heap then peaks
-	// about 30% above the live data.
-	gcPercentFloor = 30
+	// gcHeadroom*100/gcPercentFloor (640 MiB): the heap then peaks about
+	// 10% above the live data.
+	gcPercentFloor = 10
 	// cgroupShare is the part of a cgroup memory limit given to the Go
 	// heap as its soft limit; the rest covers stacks, the runtime's own
 	// structures and memory that is not Go's (mapped log segments).

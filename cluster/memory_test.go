@@ -13,7 +13,7 @@ func TestGCPercentFor(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, 100}, {100 << 20, 100}, {gcHeadroom, 100}, {512 << 20, 50},
+		{0, 100}, {32 << 20, 100}, {gcHeadroom, 100}, {128 << 20, 50}, {320 << 20, 20},
 		{1 << 30, gcPercentFloor}, {4 << 30, gcPercentFloor},
 	} {
 		if got := gcPercentFor(tc.live); got != tc.want {

@@ -223,7 +223,7 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	s(&r.shutdownTimeout, "shutdown-timeout", "10s", "longest `duration` to drain in-flight requests at shutdown")
 	s(&r.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	s(&r.memoryLimit, "memory-limit", "auto", "Go heap soft limit: a `size` such as 1536MiB or 2GiB; auto: 90% of the cgroup limit if any, "+
-		"and GOGC lowered as the sessions grow so RSS stays near 1.3× of them; off: leave GOGC and GOMEMLIMIT to the environment")
+		"and GOGC lowered as the sessions grow so the heap peaks 64 MiB or 10% (the larger) above them; off: leave GOGC and GOMEMLIMIT to the environment")
 	// Switches: "-leave-on-terminate" alone means true.
 	for name, p := range map[string]*string{"leave-on-terminate": &r.leaveOnTerminate, "gen-cluster-key": &r.genClusterKey,
 		"insecure-cluster": &r.insecure, "cookie-secure": &r.cookieSecure, "trust-proxy": &r.trustProxy} {
