@@ -472,6 +472,7 @@ func (n *Node) shutdown() error {
 		n.reads.close()
 	}
 	if n.raft != nil {
+		n.snapshotBeforeClose()
 		errs = append(errs, n.raft.Shutdown().Error())
 	}
 	n.wg.Wait()

@@ -54,6 +54,9 @@ type FSM struct {
 	// reader's cache.
 	_       [64]byte
 	applied atomic.Uint64
+	// logBytes counts the bytes of log entries applied since the last
+	// Snapshot or Restore (see LogBytesSinceSnapshot).
+	logBytes atomic.Int64
 	// nwait counts waiters so that Apply skips waitMu when nobody waits,
 	// which is nearly always.
 	nwait   atomic.Int64
@@ -92,6 +95,7 @@ type SigningKey struct {
 // entry type. It never panics on bad input.
 func (f *FSM) Apply(l *raft.Log) interface{} {
 	r := f.apply(f.st.Load(), l)
+	f.logBytes.Add(int64(len(l.Data)))
 	f.setApplied(l.Index)
 	if r == nil {
 		// A nil *Result in an interface would not compare equal to nil.
@@ -109,11 +113,14 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		return out
 	}
 	st := f.st.Load()
+	var size int
 	for i, l := range logs {
 		if r := f.apply(st, l); r != nil {
 			out[i] = r
 		}
+		size += len(l.Data)
 	}
+	f.logBytes.Add(int64(size))
 	f.setApplied(logs[len(logs)-1].Index)
 	return out
 }
@@ -373,6 +380,11 @@ func (f *FSM) ListOwner(owner string, now time.Time) []session.Info {
 // Len returns the number of records held, including expired ones that no
 // Expire command has removed yet.
 func (f *FSM) Len() int { return int(f.st.Load().count.Load()) }
+
+// LogBytesSinceSnapshot returns the bytes of log entries applied since
+// the last Snapshot or Restore: about what a restart on the same log
+// would read and apply again after restoring the newest snapshot.
+func (f *FSM) LogBytesSinceSnapshot() int64 { return f.logBytes.Load() }
 
 // Bytes returns the sum of the keys and values of the records held (what
 // Config.MaxBytes caps), including expired ones not removed yet.

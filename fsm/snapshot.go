@@ -64,6 +64,7 @@ const persistYield = 256
 // The returned snapshot's Persist runs concurrently with Apply.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	st := f.st.Load()
+	f.logBytes.Store(0)
 	s := &snapshot{
 		index: f.applied.Load(),
 		count: st.count.Load(),
@@ -210,6 +211,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		return err
 	}
 	f.st.Store(st)
+	f.logBytes.Store(0)
 	f.setApplied(index)
 	f.signalKeyring()
 	return nil

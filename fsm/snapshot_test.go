@@ -211,3 +211,30 @@ func TestPersistConcurrentWithApply(t *testing.T) {
 		}
 	}
 }
+
+// LogBytesSinceSnapshot counts what Apply and ApplyBatch were given since
+// the last Snapshot or Restore.
+func TestLogBytesSinceSnapshot(t *testing.T) {
+	nd := populated(t, 10)
+	if nd.f.LogBytesSinceSnapshot() == 0 {
+		t.Fatal("no log bytes counted after 11 entries")
+	}
+	data := persist(t, nd.f)
+	if got := nd.f.LogBytesSinceSnapshot(); got != 0 {
+		t.Fatalf("after Snapshot: %d bytes, want 0", got)
+	}
+	cmd, err := EncodeChange(create("later", set("a", "b")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.apply(cmd)
+	if got := nd.f.LogBytesSinceSnapshot(); got != int64(len(cmd)) {
+		t.Fatalf("after one Apply: %d bytes, want %d", got, len(cmd))
+	}
+	if err := nd.f.Restore(io.NopCloser(bytes.NewReader(data))); err != nil {
+		t.Fatal(err)
+	}
+	if got := nd.f.LogBytesSinceSnapshot(); got != 0 {
+		t.Fatalf("after Restore: %d bytes, want 0", got)
+	}
+}
