@@ -29,7 +29,10 @@ const walDirName = "wal"
 
 // logCacheSize is how many recent entries raft.LogCache keeps in memory,
 // so replication to a follower that is a little behind never reads disk.
-const logCacheSize = 512
+// With group commit an entry carries up to maxBatchCount commands (tens
+// of kilobytes of sessions), so 64 entries cover thousands of commits;
+// 512 held 20 MB while a node created sessions, 100 B per session at 200k.
+const logCacheSize = 64
 
 // walLog is raft-wal with the meta database it was opened with. WAL.Close
 // in v0.4.0 leaves its meta database open, which keeps the file locked
