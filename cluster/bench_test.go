@@ -179,3 +179,38 @@ func failoverOnce(b *testing.B) time.Duration {
 		}
 	}
 }
+
+// BenchmarkReadAfterWrite measures what a browser sees when its next
+// request lands on another follower right after a write on a quiet
+// cluster: a commit through one follower, then a read-your-writes Load of
+// that session on the other follower, with 50 ms of quiet between trials
+// (so the leader is idle and sends no AppendEntries of its own). It
+// reports the read's p50/p90 and how many reads went to the leader. Run:
+//
+//	go test -run '^$' -bench ReadAfterWrite -benchtime 100x ./cluster/
+func BenchmarkReadAfterWrite(b *testing.B) {
+	nodes := benchCluster(b, "")
+	fs := followersOf(nodes)
+	writer, reader := fs[0], fs[1]
+	id := session.NewID()
+	create(b, writer.Store(), id)
+	fallbacks := reader.metrics.ReadFallbacks.Load()
+	var reads []time.Duration
+	for b.Loop() {
+		time.Sleep(50 * time.Millisecond)
+		r, err := writer.Store().Commit(ctxT(b, 5*time.Second), &session.Change{ID: id, Delta: session.Delta{
+			Ops: []session.Op{{Kind: session.OpSet, Key: "n", Value: []byte(fmt.Sprint(len(reads)))}}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := reader.Store().Load(ctxT(b, 5*time.Second), id, session.LoadOptions{MinIndex: r.Index}); err != nil {
+			b.Fatal(err)
+		}
+		reads = append(reads, time.Since(start))
+	}
+	slices.Sort(reads)
+	b.ReportMetric(float64(reads[len(reads)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(reads[len(reads)*9/10].Microseconds())/1000, "p90-ms")
+	b.ReportMetric(float64(reader.metrics.ReadFallbacks.Load()-fallbacks)/float64(len(reads)), "leader-reads/op")
+}

@@ -49,10 +49,7 @@ func (n *Node) read(ctx context.Context, opt session.LoadOptions, payload func(m
 		wait = n.cfg.ReadWait
 	}
 	n.metrics.ReadWaits.Add(1)
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	err := n.fsm.WaitApplied(wctx, min)
-	cancel()
-	if err == nil {
+	if n.awaitApplied(ctx, min, wait) {
 		return local()
 	}
 	if ctx.Err() != nil {
@@ -60,6 +57,39 @@ func (n *Node) read(ctx context.Context, opt session.LoadOptions, payload func(m
 	}
 	n.metrics.ReadFallbacks.Add(1)
 	return n.readOnLeader(ctx, kind, payload(min), remote)
+}
+
+// readStall is how long a read waiting for its replica to apply an index
+// waits for the replica to apply anything at all. While entries stream in
+// (a leader under load) a follower applies every commit round, about a
+// millisecond apart here. When the leader goes idle after the write the
+// read is waiting for, the follower learns that the write committed only
+// from raft's next AppendEntries, which an idle leader sends after
+// CommitTimeout to twice that (20-40 ms): a round trip to the leader,
+// which applied the write before acknowledging it, is faster.
+const readStall = 3 * time.Millisecond
+
+// awaitApplied waits for this replica to apply index, for up to wait, and
+// reports whether it did. It gives up early when the replica applies
+// nothing for readStall (see there), so the caller reads on the leader.
+func (n *Node) awaitApplied(ctx context.Context, index uint64, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for {
+		seen := n.fsm.AppliedIndex()
+		step := min(readStall, time.Until(deadline))
+		if step <= 0 {
+			return false
+		}
+		wctx, cancel := context.WithTimeout(ctx, step)
+		err := n.fsm.WaitApplied(wctx, index)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil || n.fsm.AppliedIndex() == seen {
+			return false
+		}
+	}
 }
 
 // fenceTTL is how long a read fence holds. A replica normally applies the
