@@ -205,7 +205,7 @@ func (m *Manager) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 // fail logs err and lets the ErrorHandler answer instead of the handler.
 func (m *Manager) fail(w http.ResponseWriter, r *http.Request, op string, err error) {
 	level := slog.LevelError
-	if session.Unavailable(err) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if session.Unavailable(err) || errors.Is(err, ErrNoSecrets) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		level = slog.LevelWarn
 	}
 	m.opt.Logger.LogAttrs(r.Context(), level, "httpmw: session "+op+" failed",

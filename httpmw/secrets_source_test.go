@@ -1,7 +1,10 @@
 package httpmw
 
 import (
+	"context"
+	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 
@@ -82,15 +85,42 @@ func TestNoSecretMemoryStore(t *testing.T) {
 	}
 }
 
+// levelRecorder records the levels of the log records it is given.
+type levelRecorder struct {
+	mu     sync.Mutex
+	levels []slog.Level
+}
+
+func (h *levelRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levelRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *levelRecorder) WithGroup(string) slog.Handler            { return h }
+func (h *levelRecorder) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.levels = append(h.levels, r.Level)
+	return nil
+}
+
+func (h *levelRecorder) max() slog.Level {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Max(h.levels)
+}
+
 func TestSecretSource(t *testing.T) {
 	src := newSourceStore(t)
-	_, srv := sourceServer(t, src, Options{Logger: discardLogger()})
+	logs := &levelRecorder{}
+	_, srv := sourceServer(t, src, Options{Logger: slog.New(logs)})
 
 	// No secret yet: requests are refused as unavailable, not served with
-	// cookies nobody else could verify.
+	// cookies nobody else could verify. A node that is starting has none
+	// until it has caught up, so this is a warning, not an error.
 	r := doOn(t, srv, "sid", "POST", "/login?user=alice", "")
 	if r.status != 503 || r.header.Get("Retry-After") == "" || len(r.cookies) != 0 {
 		t.Fatalf("before any secret: status %d, Retry-After %q, %d cookies; want 503, set, none", r.status, r.header.Get("Retry-After"), len(r.cookies))
+	}
+	if lvl := logs.max(); lvl != slog.LevelWarn {
+		t.Fatalf("refusal before any secret logged at %v, want WARN", lvl)
 	}
 
 	src.set(testOldSecret)
