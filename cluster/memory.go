@@ -24,11 +24,11 @@ import (
 // most of a gigabyte at a million sessions.
 //
 // The GC's CPU per byte allocated grows with live/headroom, which
-// gcPercentFloor caps at 100/gcPercentFloor. Measured on a node filling
-// 1M sessions of 1 KiB over HTTP (docs/BENCHMARKS.md): floor 30 and 256
-// MiB of headroom left RSS at 2.03 GiB; floor 10 and 64 MiB at about
-// 1.65 GiB for 15% more CPU and the same fill rate; floor 5 reached 1.60
-// GiB but cut the fill rate by 40%.
+// gcPercentFloor caps at 100/gcPercentFloor. Measured filling 1M
+// sessions of 1 KiB over HTTP (docs/BENCHMARKS.md): three nodes with floor
+// 30 and 256 MiB of headroom ended at 1.83-2.0 GiB RSS each, with floor 10
+// and 64 MiB at 1.64-1.69 GiB, filling 20% slower on 2 shared cores; on
+// one node floor 5 reached 1.60 GiB but cut the fill rate by 40%.
 const (
 	// gcHeadroom is the room the heap gets above the live data while that
 	// is small: heaps under it keep GOGC=100, so a little app pays no GC
