@@ -54,8 +54,8 @@ type FSM struct {
 	// reader's cache.
 	_       [64]byte
 	applied atomic.Uint64
-	// logBytes counts the bytes of log entries applied since the last
-	// Snapshot or Restore (see LogBytesSinceSnapshot).
+	// logBytes counts the bytes of log entries applied and not yet in a
+	// persisted snapshot (see LogBytesSinceSnapshot).
 	logBytes atomic.Int64
 	// nwait counts waiters so that Apply skips waitMu when nobody waits,
 	// which is nearly always.
@@ -382,9 +382,22 @@ func (f *FSM) ListOwner(owner string, now time.Time) []session.Info {
 func (f *FSM) Len() int { return int(f.st.Load().count.Load()) }
 
 // LogBytesSinceSnapshot returns the bytes of log entries applied since
-// the last Snapshot or Restore: about what a restart on the same log
-// would read and apply again after restoring the newest snapshot.
+// the state of the last snapshot that was persisted (or restored): about
+// what a restart on the same log would read and apply again after
+// restoring the newest snapshot. A snapshot that fails to persist takes
+// nothing off.
 func (f *FSM) LogBytesSinceSnapshot() int64 { return f.logBytes.Load() }
+
+// snapshotted takes the n bytes of log a persisted snapshot covers off
+// logBytes; a Restore in between may have reset it already.
+func (f *FSM) snapshotted(n int64) {
+	for {
+		cur := f.logBytes.Load()
+		if f.logBytes.CompareAndSwap(cur, max(cur-n, 0)) {
+			return
+		}
+	}
+}
 
 // Bytes returns the sum of the keys and values of the records held (what
 // Config.MaxBytes caps), including expired ones not removed yet.

@@ -64,11 +64,12 @@ const persistYield = 256
 // The returned snapshot's Persist runs concurrently with Apply.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	st := f.st.Load()
-	f.logBytes.Store(0)
 	s := &snapshot{
-		index: f.applied.Load(),
-		count: st.count.Load(),
-		keys:  *st.keys.Load(),
+		fsm:      f,
+		logBytes: f.logBytes.Load(),
+		index:    f.applied.Load(),
+		count:    st.count.Load(),
+		keys:     *st.keys.Load(),
 		// Small (requests in flight and recently idle proposers), so a
 		// copy is cheap next to marking the record shards shared.
 		proposers: copyProposers(st.proposers),
@@ -84,7 +85,11 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 type snapshot struct {
 	// version is the format to write; zero means snapVersion (tests
 	// write older versions to check they still restore).
-	version   uint16
+	version uint16
+	// fsm and logBytes let a successful Persist take the log it covers
+	// off fsm's LogBytesSinceSnapshot.
+	fsm       *FSM
+	logBytes  int64
 	index     uint64
 	count     int64
 	keys      []SigningKey
@@ -99,7 +104,13 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 		_ = sink.Cancel()
 		return fmt.Errorf("fsm: persist snapshot: %w", err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.fsm != nil {
+		s.fsm.snapshotted(s.logBytes)
+	}
+	return nil
 }
 
 // Release drops the captured maps so the garbage collector can reclaim

@@ -213,15 +213,24 @@ func TestPersistConcurrentWithApply(t *testing.T) {
 }
 
 // LogBytesSinceSnapshot counts what Apply and ApplyBatch were given since
-// the last Snapshot or Restore.
+// the last persisted snapshot or Restore.
 func TestLogBytesSinceSnapshot(t *testing.T) {
 	nd := populated(t, 10)
 	if nd.f.LogBytesSinceSnapshot() == 0 {
 		t.Fatal("no log bytes counted after 11 entries")
 	}
+	before := nd.f.LogBytesSinceSnapshot()
+	snap, err := nd.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Release() // never persisted: the log is not compacted
+	if got := nd.f.LogBytesSinceSnapshot(); got != before {
+		t.Fatalf("after a snapshot that was not persisted: %d bytes, want %d", got, before)
+	}
 	data := persist(t, nd.f)
 	if got := nd.f.LogBytesSinceSnapshot(); got != 0 {
-		t.Fatalf("after Snapshot: %d bytes, want 0", got)
+		t.Fatalf("after a persisted snapshot: %d bytes, want 0", got)
 	}
 	cmd, err := EncodeChange(create("later", set("a", "b")))
 	if err != nil {
