@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +49,15 @@ func TestCloseSnapshotsLongLog(t *testing.T) {
 				t.Fatalf("snapshot covering index %d after close: %v, want %v (snapshots: %d)", last.Index, got, tc.snapshot, len(metas))
 			}
 
+			// A snapshot the process died writing is removed at start.
+			unfinished := filepath.Join(cfg.DataDir, "snapshots", "2-99-123.tmp")
+			if err := os.MkdirAll(unfinished, 0o700); err != nil {
+				t.Fatal(err)
+			}
 			n2 := mustStart(t, cfg)
+			if _, err := os.Stat(unfinished); !os.IsNotExist(err) {
+				t.Fatalf("unfinished snapshot %s still there after a start (stat: %v)", unfinished, err)
+			}
 			waitFor(t, 10*time.Second, "restarted node to apply the log", func() bool {
 				return n2.IsLeader() && n2.fsm.AppliedIndex() >= last.Index
 			})

@@ -46,6 +46,8 @@ func (n *Node) openStores() (raft.LogStore, raft.SnapshotStore, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// raft.db is locked: no other process of this node writes snapshots.
+	removeUnfinishedSnapshots(filepath.Join(cfg.DataDir, "snapshots"), n.log)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, newHCLog(n.log, "snapshot"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("cluster: snapshot store: %w", err)
