@@ -161,8 +161,9 @@ type Config struct {
 	// ReadWait bounds how long a read-your-writes read waits for the local
 	// replica to catch up before it reads on the leader. Default 250ms. A
 	// replica that applies nothing for a few milliseconds is waiting for
-	// an idle leader's next heartbeat to learn the commit, not catching up:
-	// such a read goes to the leader without waiting out ReadWait.
+	// an idle leader's next AppendEntries (after raft's CommitTimeout) to
+	// learn the commit, not catching up: such a read goes to the leader
+	// without waiting out ReadWait.
 	ReadWait time.Duration
 
 	// MaxStale is how long a follower may go without hearing from the

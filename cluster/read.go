@@ -71,7 +71,8 @@ const readStall = 3 * time.Millisecond
 
 // awaitApplied waits for this replica to apply index, for up to wait, and
 // reports whether it did. It gives up early when the replica applies
-// nothing for readStall (see there), so the caller reads on the leader.
+// nothing for readStall (see there) and does not know index committed, so
+// the caller reads on the leader.
 func (n *Node) awaitApplied(ctx context.Context, index uint64, wait time.Duration) bool {
 	deadline := time.Now().Add(wait)
 	for {
@@ -86,10 +87,17 @@ func (n *Node) awaitApplied(ctx context.Context, index uint64, wait time.Duratio
 		if err == nil {
 			return true
 		}
-		if ctx.Err() != nil || n.fsm.AppliedIndex() == seen {
+		if ctx.Err() != nil || n.fsm.AppliedIndex() == seen && !n.knowsCommitted(index) {
 			return false
 		}
 	}
+}
+
+// knowsCommitted reports whether this replica's raft knows index is
+// committed: then only its own state machine is behind, and waiting
+// locally is what a round trip to the leader would also wait for.
+func (n *Node) knowsCommitted(index uint64) bool {
+	return n.raft != nil && n.raft.CommitIndex() >= index
 }
 
 // fenceTTL is how long a read fence holds. A replica normally applies the
