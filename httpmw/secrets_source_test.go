@@ -104,6 +104,9 @@ func (h *levelRecorder) Handle(_ context.Context, r slog.Record) error {
 func (h *levelRecorder) max() slog.Level {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(h.levels) == 0 {
+		return slog.LevelDebug - 1
+	}
 	return slices.Max(h.levels)
 }
 
