@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftsession/raftsession/cluster"
 	"github.com/raftsession/raftsession/internal/nodeproc"
 )
 
@@ -220,4 +222,18 @@ func mustParse(t *testing.T, s string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// -leave-on-terminate on the only voter cannot leave; the node must still
+// stop cleanly (raft shut down, data dir released) so it can start again.
+func TestLeaveOnTerminateLastVoterStillCloses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a raft node")
+	}
+	dir := t.TempDir()
+	m := mustRun(t, dir, "-leave-on-terminate")
+	if err := m.Close(); err == nil || !errors.Is(err, cluster.ErrLastVoter) {
+		t.Fatalf("close of the last voter with -leave-on-terminate: %v, want ErrLastVoter reported", err)
+	}
+	mustRun(t, dir) // fails with "data dir in use" if the node was never closed
 }

@@ -423,6 +423,10 @@ func (m *Main) close() error {
 		defer lcancel()
 		if err := m.node.Leave(lctx); err != nil {
 			errs = append(errs, fmt.Errorf("leave: %w", err))
+			if errors.Is(err, cluster.ErrLastVoter) {
+				// Nothing was left: stop as a restart would.
+				errs = append(errs, m.node.Close())
+			}
 		}
 	default:
 		if err := m.node.Close(); err != nil {
