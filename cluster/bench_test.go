@@ -181,15 +181,43 @@ func failoverOnce(b *testing.B) time.Duration {
 }
 
 // BenchmarkReadAfterWrite measures what a browser sees when its next
-// request lands on another follower right after a write on a quiet
-// cluster: a commit through one follower, then a read-your-writes Load of
-// that session on the other follower, with 50 ms of quiet between trials
-// (so the leader is idle and sends no AppendEntries of its own). It
-// reports the read's p50/p90 and how many reads went to the leader. Run:
+// request lands on another follower right after a write: a commit through
+// one follower, then a read-your-writes Load of that session on the other
+// follower. "quiet" leaves 50 ms between trials, so the leader is idle
+// and sends no AppendEntries of its own; "loaded" runs 8 writers of other
+// sessions through the leader meanwhile, as a busy cluster would. It
+// reports the read's p50/p90 and the share of reads that went to the
+// leader. Run:
 //
 //	go test -run '^$' -bench ReadAfterWrite -benchtime 100x ./cluster/
 func BenchmarkReadAfterWrite(b *testing.B) {
 	nodes := benchCluster(b, "")
+	b.Run("quiet", func(b *testing.B) { readAfterWrite(b, nodes, 50*time.Millisecond) })
+	b.Run("loaded", func(b *testing.B) {
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		leader := leaderOf(nodes)
+		for range 8 {
+			id := session.NewID()
+			create(b, leader.Store(), id)
+			wg.Go(func() {
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					leader.Store().Commit(context.Background(), &session.Change{ID: id, Delta: session.Delta{
+						Ops: []session.Op{{Kind: session.OpIncr, Key: "n", Delta: 1}}}})
+				}
+			})
+		}
+		defer func() { close(stop); wg.Wait() }()
+		readAfterWrite(b, nodes, time.Millisecond)
+	})
+}
+
+func readAfterWrite(b *testing.B, nodes []*Node, pause time.Duration) {
 	fs := followersOf(nodes)
 	writer, reader := fs[0], fs[1]
 	id := session.NewID()
@@ -197,7 +225,7 @@ func BenchmarkReadAfterWrite(b *testing.B) {
 	fallbacks := reader.metrics.ReadFallbacks.Load()
 	var reads []time.Duration
 	for b.Loop() {
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(pause)
 		r, err := writer.Store().Commit(ctxT(b, 5*time.Second), &session.Change{ID: id, Delta: session.Delta{
 			Ops: []session.Op{{Kind: session.OpSet, Key: "n", Value: []byte(fmt.Sprint(len(reads)))}}}})
 		if err != nil {
