@@ -26,16 +26,22 @@ var ErrCorruptRecord = errors.New("fsm: corrupt record")
 
 // AppendRecord appends the encoding of r to b and returns the result.
 func AppendRecord(b []byte, r *session.Record) []byte {
+	b = appendRecordHeader(b, r)
+	b = binary.AppendUvarint(b, uint64(r.Values.EncodedLen()))
+	b, _ = r.Values.AppendBinary(b)
+	return b
+}
+
+// appendRecordHeader appends what every record encoding, old snapshot
+// versions included, writes before the values: owner, times, version.
+func appendRecordHeader(b []byte, r *session.Record) []byte {
 	b = appendString(b, r.Owner)
 	b = appendTime(b, r.Created)
 	b = appendTime(b, r.LastSeen)
 	b = binary.AppendVarint(b, int64(r.IdleTimeout))
 	b = appendTime(b, r.IdleDeadline)
 	b = appendTime(b, r.AbsoluteDeadline)
-	b = binary.AppendUvarint(b, r.Version)
-	b = binary.AppendUvarint(b, uint64(r.Values.EncodedLen()))
-	b, _ = r.Values.AppendBinary(b)
-	return b
+	return binary.AppendUvarint(b, r.Version)
 }
 
 // DecodeRecord decodes the record that all of b encodes (see

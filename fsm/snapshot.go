@@ -196,13 +196,7 @@ func appendRecordBlob(b []byte, k *session.Key, r *session.Record) []byte {
 // remains so that tests can write the versions Restore still reads.
 func appendRecordInline(b []byte, k *session.Key, r *session.Record) []byte {
 	b = append(b, k[:]...)
-	b = appendString(b, r.Owner)
-	b = appendTime(b, r.Created)
-	b = appendTime(b, r.LastSeen)
-	b = binary.AppendVarint(b, int64(r.IdleTimeout))
-	b = appendTime(b, r.IdleDeadline)
-	b = appendTime(b, r.AbsoluteDeadline)
-	b = binary.AppendUvarint(b, r.Version)
+	b = appendRecordHeader(b, r)
 	b = binary.AppendUvarint(b, uint64(r.Values.Len()))
 	for name, v := range r.Values.All() {
 		b = appendString(b, name)
