@@ -42,17 +42,15 @@ func EncodeBatch(cmds [][]byte) ([]byte, error) {
 	}
 	b := make([]byte, 0, size)
 	b = append(b, wireVersion, byte(KindBatch))
+	return appendBatch(b, cmds), nil
+}
+
+// appendBatch appends a KindBatch body: the count, then each encoded
+// command length-prefixed.
+func appendBatch(b []byte, cmds [][]byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(cmds)))
 	for _, c := range cmds {
 		b = appendBytes(b, c)
-	}
-	return b, nil
-}
-
-func appendBatch(b []byte, cmds []Command) []byte {
-	b = binary.AppendUvarint(b, uint64(len(cmds)))
-	for i := range cmds {
-		b = appendBytes(b, cmds[i].appendTo(nil))
 	}
 	return b
 }

@@ -208,10 +208,11 @@ func (c *Command) encodedSizeHint() int {
 //	touch/destroy: key
 //	destroy-owner: owner hasExcept [except]
 //	expire:        unixSeconds nanos
-//	add-key:       id secret
+//	add-key/reseal-key: id secret
 //	retire-key:    id
 //	noop:          -
 //	batch:         n (length-prefixed command)*n
+//	request:       proposer seq floor (length-prefixed command)
 func (c *Command) appendTo(b []byte) []byte {
 	b = append(b, wireVersion, byte(c.Kind))
 	switch c.Kind {
@@ -274,12 +275,13 @@ func (c *Command) appendTo(b []byte) []byte {
 	case KindRetireSigningKey:
 		b = appendString(b, c.KeyID)
 	case KindBatch:
-		b = appendBatch(b, c.Batch)
+		cmds := make([][]byte, len(c.Batch))
+		for i := range c.Batch {
+			cmds[i] = c.Batch[i].appendTo(nil)
+		}
+		b = appendBatch(b, cmds)
 	case KindRequest:
-		b = appendString(b, c.Proposer)
-		b = binary.AppendUvarint(b, c.Seq)
-		b = binary.AppendUvarint(b, c.Floor)
-		b = appendBytes(b, c.Inner.appendTo(nil))
+		b = appendRequest(b, c.Proposer, c.Seq, c.Floor, c.Inner.appendTo(nil))
 	}
 	return b
 }

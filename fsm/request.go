@@ -44,10 +44,16 @@ var errAcknowledged = errors.New("fsm: request already acknowledged by its propo
 func EncodeRequest(proposer string, seq, floor uint64, cmd []byte) []byte {
 	b := make([]byte, 0, 2+len(proposer)+2*binary.MaxVarintLen64+binary.MaxVarintLen32+len(cmd))
 	b = append(b, wireVersion, byte(KindRequest))
+	return appendRequest(b, proposer, seq, floor, cmd)
+}
+
+// appendRequest appends a KindRequest body: the proposer, the sequence
+// number, the floor and the encoded inner command.
+func appendRequest(b []byte, proposer string, seq, floor uint64, inner []byte) []byte {
 	b = appendString(b, proposer)
 	b = binary.AppendUvarint(b, seq)
 	b = binary.AppendUvarint(b, floor)
-	return appendBytes(b, cmd)
+	return appendBytes(b, inner)
 }
 
 // request decodes a KindRequest's body into c.
