@@ -204,8 +204,10 @@ func (m *Manager) serve(next http.Handler, w http.ResponseWriter, r *http.Reques
 
 // fail logs err and lets the ErrorHandler answer instead of the handler.
 func (m *Manager) fail(w http.ResponseWriter, r *http.Request, op string, err error) {
+	// Unavailable (503: no leader, timeout, not started yet) is the
+	// cluster's weather, not a fault; a full store (ErrQuota) is.
 	level := slog.LevelError
-	if session.Unavailable(err) || errors.Is(err, ErrNoSecrets) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if StatusCode(err) == http.StatusServiceUnavailable && !errors.Is(err, session.ErrQuota) {
 		level = slog.LevelWarn
 	}
 	m.opt.Logger.LogAttrs(r.Context(), level, "httpmw: session "+op+" failed",
