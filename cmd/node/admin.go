@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/raftsession/raftsession/cluster"
+	"github.com/raftsession/raftsession/httpmw"
 )
 
 // readyMargin is how far the local replica may trail the commit index and
@@ -113,7 +114,7 @@ func (a *admin) rotateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := a.m.keys.rotate(r.Context())
 	if err != nil {
-		code := statusOf(err)
+		code := httpmw.StatusCode(err)
 		switch {
 		case errors.Is(err, errRotateTooSoon):
 			code = http.StatusConflict

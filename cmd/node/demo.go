@@ -240,15 +240,11 @@ func ownedSessions(ctx context.Context, s *session.Session) ([]ownedJSON, error)
 
 // fail answers a handler error with the status its kind calls for.
 func (d *demo) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if statusOf(err) >= 500 && !errors.Is(err, session.ErrQuota) {
+	if httpmw.StatusCode(err) >= 500 && !errors.Is(err, session.ErrQuota) {
 		d.log.Warn("demo request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	httpmw.WriteError(w, r, err)
 }
-
-// statusOf is httpmw's error table (the one the adapters use too), under
-// the name the admin and page handlers call.
-var statusOf = httpmw.StatusCode
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	b, err := json.Marshal(v)

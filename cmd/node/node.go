@@ -42,7 +42,6 @@ type Main struct {
 	httpSrv, adminSrv *http.Server
 	serveErr          chan error
 
-	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	left      chan struct{} // closed when the node left the cluster through the admin API
 	leaveMu   sync.Mutex
@@ -138,9 +137,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	adm := &admin{m: m, reg: reg}
 
-	// Nothing of Run's own needs a context now; close and shutdownPartial
-	// still call cancel.
-	_, m.cancel = context.WithCancel(context.Background())
 	m.httpSrv = m.newServer(m.sessions)
 	m.adminSrv = m.newServer(newAdminGuard(adm.handler(), c.AdminToken, c.AdminAddr, c.AdminAllowedHosts))
 	m.serve(m.httpSrv, m.httpLn)
@@ -174,9 +170,6 @@ func (m *Main) listen() error {
 	return nil
 }
 
-// startSessions puts the demo behind the session middleware: at once
-// with -secret, else once the cluster has a replicated signing key. It
-// returns how many signing keys are in use, for the metrics.
 // startSessions puts the session middleware in front of the demo app.
 // Without -secret the middleware follows the cluster's replicated keyring
 // (httpmw takes the keys from the store, and answers 503 until the first
@@ -196,7 +189,7 @@ func (m *Main) startSessions() (keyCount func() int, err error) {
 	}
 	mgr, err := httpmw.New(m.node.Store(), opt)
 	if err != nil {
-		return nil, fmt.Errorf("-secret: %v", err)
+		return nil, fmt.Errorf("session middleware: %w", err)
 	}
 	m.sessions = mgr.Handler(newDemo(c.ID, m.log))
 	return keyCount, nil
@@ -413,7 +406,6 @@ func (m *Main) close() error {
 		}()
 	}
 	wg.Wait()
-	m.cancel()
 	m.wg.Wait()
 	switch {
 	case m.leftNode.Load():
@@ -444,9 +436,6 @@ func (m *Main) close() error {
 
 // shutdownPartial undoes a Run that failed half way.
 func (m *Main) shutdownPartial() {
-	if m.cancel != nil {
-		m.cancel()
-	}
 	for _, srv := range []*http.Server{m.httpSrv, m.adminSrv} {
 		if srv != nil {
 			srv.Close()

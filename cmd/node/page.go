@@ -40,7 +40,7 @@ func (d *demo) page(w http.ResponseWriter, r *http.Request) {
 	if s.Owner() != "" {
 		list, err := ownedSessions(r.Context(), s)
 		if err != nil {
-			data.Error = "could not list your sessions: " + http.StatusText(statusOf(err))
+			data.Error = "could not list your sessions: " + http.StatusText(httpmw.StatusCode(err))
 		}
 		data.Sessions = list
 	}
