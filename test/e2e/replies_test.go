@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/http"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/raftsession/raftsession/internal/nodeproc"
@@ -109,17 +110,23 @@ var logoutCutOffFollower = scenario{name: "logout-cut-off-follower", fault: func
 // call sends one request with j's cookies to n and updates j.
 func (r *run) call(n *harness.Node, j *jar, method, path string) (int, string) {
 	r.t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
-	req, err := http.NewRequest(method, n.URL()+path, nil)
+	return j.do(r.t, &http.Client{Timeout: 10 * time.Second}, n, method, path, "")
+}
+
+// do sends one request with j's cookies to n, reads the answer and keeps
+// the cookies it sets, as a browser would. A transport error fails t.
+func (j *jar) do(t testing.TB, c *http.Client, n *harness.Node, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, n.URL()+path, strings.NewReader(body))
 	if err != nil {
-		r.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if h := j.header(); h != "" {
 		req.Header.Set("Cookie", h)
 	}
-	resp, err := client.Do(req)
+	resp, err := c.Do(req)
 	if err != nil {
-		r.t.Fatalf("%s %s on %s: %v", method, path, n.ID, err)
+		t.Fatalf("%s %s on %s: %v", method, path, n.ID, err)
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)

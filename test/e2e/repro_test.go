@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"io"
 	"maps"
 	"net/http"
 	"path/filepath"
@@ -41,18 +40,8 @@ func TestLogoutLaggingReplicaRYW(t *testing.T) {
 	j := &jar{}
 	call := func(n *harness.Node, method, path string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(method, n.URL()+path, nil)
-		if h := j.header(); h != "" {
-			req.Header.Set("Cookie", h)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		j.update(resp.Cookies())
-		return resp.StatusCode, strings.TrimSpace(string(b))
+		code, body := j.do(t, http.DefaultClient, n, method, path, "")
+		return code, strings.TrimSpace(body)
 	}
 	if code, body := call(l, http.MethodPost, "/api/login?user=alice"); code != http.StatusOK {
 		t.Fatalf("login: %d %s", code, body)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"path/filepath"
@@ -447,18 +446,7 @@ func logoutOldCookie(name, consistency string) scenario {
 			a, b, c := ns[i%len(ns)], ns[(i+1)%len(ns)], ns[(i+2)%len(ns)]
 			j := &jar{}
 			call := func(n *harness.Node, method, path, body string) (int, string) {
-				req, _ := http.NewRequest(method, n.URL()+path, strings.NewReader(body))
-				if h := j.header(); h != "" {
-					req.Header.Set("Cookie", h)
-				}
-				resp, err := client.Do(req)
-				if err != nil {
-					r.t.Fatalf("%s %s on %s: %v", method, path, n.ID, err)
-				}
-				defer resp.Body.Close()
-				data, _ := io.ReadAll(resp.Body)
-				j.update(resp.Cookies())
-				return resp.StatusCode, string(data)
+				return j.do(r.t, client, n, method, path, body)
 			}
 			if code, _ := call(a, http.MethodPut, "/api/session/values/secret", fmt.Sprint("v", i)); code != http.StatusNoContent {
 				r.t.Fatalf("put: HTTP %d", code)
