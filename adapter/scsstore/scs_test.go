@@ -66,7 +66,9 @@ func (a *app) do(t *testing.T, method, path, token string) (int, string, string)
 	}
 	resp, err := a.srv.Client().Do(req)
 	if err != nil {
-		t.Fatal(err)
+		// Errorf, not Fatal: tests call this from their own goroutines too.
+		t.Errorf("%s %s: %v", method, path, err)
+		return 0, "", ""
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
@@ -116,11 +118,17 @@ func testLateRequest(t *testing.T, one, two *app, token, path, want string) {
 	var status int
 	var set string
 	wg.Add(1)
+	done := make(chan struct{})
 	go func() {
 		defer wg.Done()
+		defer close(done)
 		status, _, set = one.do(t, "POST", "/slow-cart", token)
 	}()
-	<-one.loaded
+	select {
+	case <-one.loaded:
+	case <-done:
+		t.Fatalf("the slow request ended before its handler loaded the session: status %d", status)
+	}
 	_, _, fresh := two.do(t, "POST", path, token)
 	close(one.release)
 	wg.Wait()

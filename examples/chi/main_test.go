@@ -14,7 +14,13 @@ func TestRun(t *testing.T) {
 	urls := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, "127.0.0.1:0", func(u string) { urls <- u }) }()
-	url := <-urls
+	t.Cleanup(cancel)
+	var url string
+	select {
+	case url = <-urls:
+	case err := <-done:
+		t.Fatal(err)
+	}
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar}
 	call := func(method, path string) string {

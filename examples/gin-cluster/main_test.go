@@ -13,6 +13,7 @@ import (
 func TestRun(t *testing.T) {
 	gin.SetMode(gin.TestMode)
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	urls := make(chan []string, 1)
 	done := make(chan error, 1)
 	addrs := []string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"}

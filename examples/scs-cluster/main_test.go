@@ -11,6 +11,7 @@ import (
 
 func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	urls := make(chan []string, 1)
 	done := make(chan error, 1)
 	addrs := []string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"}
