@@ -165,10 +165,8 @@ func splitHostPort(addr string) (string, int, error) {
 	return h, port, nil
 }
 
-func (n *Node) gossipAddr() string { return n.gossipAdv }
-
 // GossipAddr is the advertised gossip address, for other nodes' Join.
-func (n *Node) GossipAddr() string { return n.gossipAddr() }
+func (n *Node) GossipAddr() string { return n.gossipAdv }
 
 // joinLoop contacts the Join seeds until one answers, backing off, so
 // nodes can start in any order.

@@ -137,7 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.startLoops()
 	n.serving.Store(true)
 	ok = true
-	n.log.Info("node started", "raft", n.raftAddr, "gossip", n.gossipAddr(), "existing_state", n.hasState.Load())
+	n.log.Info("node started", "raft", n.raftAddr, "gossip", n.gossipAdv, "existing_state", n.hasState.Load())
 	return n, nil
 }
 

@@ -43,7 +43,7 @@ type Member struct {
 func (n *Node) Status() Status {
 	addr, id := n.raft.LeaderWithID()
 	st := Status{
-		ID: n.cfg.NodeID, RaftAddr: n.raftAddr, GossipAddr: n.gossipAddr(),
+		ID: n.cfg.NodeID, RaftAddr: n.raftAddr, GossipAddr: n.gossipAdv,
 		State: n.raft.State().String(), Leader: string(id), LeaderAddr: string(addr),
 		Term: n.raft.CurrentTerm(), AppliedIndex: n.fsm.AppliedIndex(), CommitIndex: n.raft.CommitIndex(),
 		LastIndex: n.raft.LastIndex(), Sessions: n.fsm.Len(), Insecure: n.mux.tls == nil,
