@@ -7,6 +7,7 @@
 //	loadgen failover -kill-pid P -targets b,c
 //	loadgen snapwatch -dir DATA/snapshots -targets a,b,c -cookies file
 //	loadgen report   -results r.jsonl -header h.md -doc docs/BENCHMARKS.md
+//	loadgen cpureport -results r.jsonl -header h.md -doc docs/BENCHMARKS.md
 //	loadgen wait     -target a -path /readyz
 //	loadgen ports    -n 12
 //	loadgen status   -admin a
@@ -24,7 +25,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: loadgen run|fill|probe|failover|snapwatch|report|wait|ports|status|get|section [flags]")
+		fmt.Fprintln(os.Stderr, "usage: loadgen run|fill|probe|failover|snapwatch|report|cpureport|wait|ports|status|get|section [flags]")
 		os.Exit(2)
 	}
 	cmds := map[string]func([]string) error{
@@ -34,6 +35,7 @@ func main() {
 		"failover":  cmdFailover,
 		"snapwatch": cmdSnapwatch,
 		"report":    cmdReport,
+		"cpureport": cmdCPUReport,
 		"wait":      cmdWait,
 		"ports":     cmdPorts,
 		"status":    cmdStatus,

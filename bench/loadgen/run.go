@@ -31,6 +31,12 @@ type Result struct {
 	// how many of them the final count shows.
 	Sent int64 `json:"sent,omitempty"`
 	Kept int64 `json:"kept,omitempty"`
+	// With -watch: each watched process's usage and the load generator's
+	// own CPU time, per 2xx response; with -status: the raft log entries
+	// the run added.
+	Procs        []ProcUsage `json:"procs,omitempty"`
+	LoadgenCPUus float64     `json:"loadgen_cpu_us,omitempty"`
+	Entries      uint64      `json:"entries,omitempty"`
 }
 
 func splitTargets(s string) []string {
@@ -55,6 +61,8 @@ func cmdRun(args []string) error {
 	system := fs.String("system", "", "label stored in the result")
 	runIdx := fs.Int("run", 1, "run number stored in the result")
 	out := fs.String("out", "", "append the JSON result to this file (also printed)")
+	watchPIDs := fs.String("watch", "", "comma-separated pids whose CPU time and system calls per response to report (Linux /proc)")
+	status := fs.String("status", "", "admin host:port of a raftsession node: report the raft log entries the run added")
 	fs.Parse(args)
 
 	ts := splitTargets(*targets)
@@ -70,8 +78,19 @@ func cmdRun(args []string) error {
 			return fmt.Errorf("warm-up: %w", err)
 		}
 	}
+	pids, err := parsePIDs(*watchPIDs)
+	if err != nil {
+		return err
+	}
+	wt := &watch{pids: pids, status: *status}
+	if err := wt.start(); err != nil {
+		return err
+	}
 	res, err := wl.phase(*duration)
 	if err != nil {
+		return err
+	}
+	if err := wt.stop(&res); err != nil {
 		return err
 	}
 	res.System, res.Workload, res.Conns, res.Run = *system, *workload, *conns, *runIdx

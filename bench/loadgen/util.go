@@ -74,30 +74,42 @@ func cmdStatus(args []string) error {
 	fs := flag.NewFlagSet("status", flag.ExitOnError)
 	admin := fs.String("admin", "", "admin host:port")
 	fs.Parse(args)
-	cn := newConn(*admin, 3*time.Second)
-	defer cn.close()
-	r, err := cn.do(buildRequest("GET", *admin, "/cluster/status", "", nil))
+	st, err := clusterStatus(*admin)
 	if err != nil {
 		return err
 	}
-	if r.status != 200 {
-		return fmt.Errorf("status %d", r.status)
-	}
-	var st struct {
-		ID       string `json:"id"`
-		State    string `json:"state"`
-		Leader   string `json:"leader"`
-		Sessions int    `json:"sessions"`
-		Applied  uint64 `json:"applied_index"`
-	}
-	if err := json.Unmarshal(r.body, &st); err != nil {
-		return err
-	}
-	if st.State == "" {
-		return errors.New("no state in /cluster/status")
-	}
 	fmt.Println(st.State, st.ID, st.Leader, st.Sessions, st.Applied)
 	return nil
+}
+
+// nodeStatus is the part of a node's admin /cluster/status loadgen uses.
+type nodeStatus struct {
+	ID        string `json:"id"`
+	State     string `json:"state"`
+	Leader    string `json:"leader"`
+	Sessions  int    `json:"sessions"`
+	Applied   uint64 `json:"applied_index"`
+	LastIndex uint64 `json:"last_index"`
+}
+
+func clusterStatus(admin string) (nodeStatus, error) {
+	var st nodeStatus
+	cn := newConn(admin, 3*time.Second)
+	defer cn.close()
+	r, err := cn.do(buildRequest("GET", admin, "/cluster/status", "", nil))
+	if err != nil {
+		return st, err
+	}
+	if r.status != 200 {
+		return st, fmt.Errorf("%s/cluster/status: status %d", admin, r.status)
+	}
+	if err := json.Unmarshal(r.body, &st); err != nil {
+		return st, err
+	}
+	if st.State == "" {
+		return st, errors.New("no state in /cluster/status")
+	}
+	return st, nil
 }
 
 // cmdGet does one request and prints the first Set-Cookie (name=value) or,
