@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 )
@@ -33,13 +32,9 @@ func cmdCPUReport(args []string) error {
 	if len(runs) == 0 {
 		return fmt.Errorf("%s: no runs with -watch", *results)
 	}
-	var b strings.Builder
-	if *header != "" {
-		h, err := os.ReadFile(*header)
-		if err != nil {
-			return err
-		}
-		b.Write(h)
+	b, err := startSection(*header)
+	if err != nil {
+		return err
 	}
 	b.WriteString("| workload | conns | req/s | commands per raft entry | CPU µs per response: leader | followers | 3 nodes | load generator | system calls per response (3 nodes): reads | writes |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -58,7 +53,7 @@ func cmdCPUReport(args []string) error {
 		if r.Entries > 0 && r.Workload != "w1" {
 			perEntry = fmt.Sprintf("%.1f", float64(r.OK)/float64(r.Entries))
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f |\n", strings.ToUpper(r.Workload), r.Conns,
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f |\n", strings.ToUpper(r.Workload), r.Conns,
 			num(r.RPS), perEntry, num(r.Procs[0].CPUus), strings.Join(followers, " / "), num(total), num(r.LoadgenCPUus), reads, writes)
 	}
 	b.WriteString("\n")
@@ -78,7 +73,7 @@ func cmdCPUReport(args []string) error {
 			continue
 		}
 		perResp, perEntry := fitLine(xs, ys)
-		fmt.Fprintf(&b, "%s, least-squares fit over its %d rows: the three nodes spend %s µs of CPU per response plus %s µs per raft entry.\n",
+		fmt.Fprintf(b, "%s, least-squares fit over its %d rows: the three nodes spend %s µs of CPU per response plus %s µs per raft entry.\n",
 			strings.ToUpper(w), len(xs), num(perResp), num(perEntry))
 	}
 	return replaceSection(*doc, *marker, b.String())

@@ -91,17 +91,15 @@ func cmdReport(args []string) error {
 	slices.Sort(connsList)
 	get := func(s, w string, c int) *cell { return cells[fmt.Sprintf("%s/%s/%d", s, w, c)] }
 
-	var b strings.Builder
+	b, err := startSection(*header)
+	if err != nil {
+		return err
+	}
 	if *header != "" {
-		h, err := os.ReadFile(*header)
-		if err != nil {
-			return err
-		}
-		b.Write(h)
 		b.WriteString("\n")
 	}
 	for _, w := range workloads {
-		fmt.Fprintf(&b, "**%s**\n\n", workloadNames[w])
+		fmt.Fprintf(b, "**%s**\n\n", workloadNames[w])
 		b.WriteString("| conns | system | req/s median | min–max | p50 ms | p99 ms | non-2xx + errors |\n|---:|---|---:|---:|---:|---:|---:|\n")
 		for _, c := range connsList {
 			for _, s := range systems {
@@ -114,7 +112,7 @@ func cmdReport(args []string) error {
 				for _, r := range ce.runs {
 					bad += float64(r.Non2xx + r.Errors)
 				}
-				fmt.Fprintf(&b, "| %d | %s | %s | %s–%s | %.2f | %.2f | %.0f |\n", c, systemNames[s],
+				fmt.Fprintf(b, "| %d | %s | %s | %s–%s | %.2f | %.2f | %.0f |\n", c, systemNames[s],
 					num(median(rps)), num(slices.Min(rps)), num(slices.Max(rps)),
 					median(ce.field(func(r Result) float64 { return r.P50ms })),
 					median(ce.field(func(r Result) float64 { return r.P99ms })), bad)
@@ -136,13 +134,13 @@ func cmdReport(args []string) error {
 		b.WriteString("**Ratios** (median req/s of raftsession ÷ median req/s of the peer, measured in this run)\n\n| workload | conns |")
 		for _, o := range ours {
 			for _, p := range peers {
-				fmt.Fprintf(&b, " %s ÷ %s |", systemNames[o], systemNames[p])
+				fmt.Fprintf(b, " %s ÷ %s |", systemNames[o], systemNames[p])
 			}
 		}
 		b.WriteString("\n|---|---:|" + strings.Repeat("---:|", len(ours)*len(peers)) + "\n")
 		for _, w := range workloads {
 			for _, c := range connsList {
-				fmt.Fprintf(&b, "| %s | %d |", strings.ToUpper(w), c)
+				fmt.Fprintf(b, "| %s | %d |", strings.ToUpper(w), c)
 				for _, o := range ours {
 					for _, p := range peers {
 						oc, pc := get(o, w, c), get(p, w, c)
@@ -150,7 +148,7 @@ func cmdReport(args []string) error {
 							b.WriteString(" – |")
 							continue
 						}
-						fmt.Fprintf(&b, " %.2f× |", oc.rps()/pc.rps())
+						fmt.Fprintf(b, " %.2f× |", oc.rps()/pc.rps())
 					}
 				}
 				b.WriteString("\n")
@@ -177,7 +175,7 @@ func cmdReport(args []string) error {
 				if sent > 0 {
 					p = 100 * float64(kept) / float64(sent)
 				}
-				fmt.Fprintf(&b, "| %d | %s | %d | %d | %.1f %% |\n", c, systemNames[s], sent, kept, p)
+				fmt.Fprintf(b, "| %d | %s | %d | %d | %.1f %% |\n", c, systemNames[s], sent, kept, p)
 			}
 		}
 		b.WriteString("\n")
@@ -207,7 +205,7 @@ func cmdReport(args []string) error {
 				if r < t.min {
 					v = fmt.Sprintf("**missed** (%.0f %% of the target)", 100*r/t.min)
 				}
-				fmt.Fprintf(&b, "| %s | %d | %.2f× | %s |\n", t.label, c, r, v)
+				fmt.Fprintf(b, "| %s | %d | %.2f× | %s |\n", t.label, c, r, v)
 			}
 		}
 		for _, c := range connsList {
@@ -221,7 +219,7 @@ func cmdReport(args []string) error {
 				if kept != sent {
 					v = "**missed**"
 				}
-				fmt.Fprintf(&b, "| W2 keeps 100 %% of increments | %d | %d / %d | %s |\n", c, kept, sent, v)
+				fmt.Fprintf(b, "| W2 keeps 100 %% of increments | %d | %d / %d | %s |\n", c, kept, sent, v)
 			}
 		}
 		b.WriteString("\n")
@@ -247,6 +245,20 @@ func num(x float64) string {
 		out = append(out, s[i])
 	}
 	return string(out)
+}
+
+// startSection returns a builder holding the file header, or an empty one
+// when header is "".
+func startSection(header string) (*strings.Builder, error) {
+	var b strings.Builder
+	if header != "" {
+		h, err := os.ReadFile(header)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(h)
+	}
+	return &b, nil
 }
 
 // replaceSection swaps the text between the markers in doc for body, or
