@@ -337,11 +337,12 @@ func (c *forwardClient) reapIdle(addr string) []*clientConn {
 }
 
 // writeLoop writes queued requests and flushes only when the queue is
-// empty (see idleQueue), so a burst of concurrent requests costs one
+// empty (see flushGate), so a burst of concurrent requests costs one
 // syscall.
 func (cc *clientConn) writeLoop() {
 	defer cc.c.wg.Done()
 	w := bufio.NewWriterSize(cc.conn, 64<<10)
+	var gate flushGate
 	for {
 		var f *frame
 		select {
@@ -353,7 +354,7 @@ func (cc *clientConn) writeLoop() {
 			cc.fail(err)
 			return
 		}
-		if idleQueue(cc.sendCh) {
+		if gate.flush(cc.sendCh) {
 			if err := w.Flush(); err != nil {
 				cc.fail(err)
 				return
@@ -415,19 +416,29 @@ func (cc *clientConn) fail(err error) {
 	}
 }
 
-// idleQueue reports whether a connection's writer should flush: its
-// queue is empty, and still empty after every goroutine that was ready to
-// run has had its turn. The replies to the commands of one raft entry are
-// ready together, as are requests that arrive together; flushing after the
+// flushGate decides when a connection's writer flushes: when its queue is
+// empty, and still empty after every goroutine that was ready to run has
+// had its turn. The replies to the commands of one raft entry are ready
+// together, as are requests that arrive together; flushing after the
 // first would cost a write (and a read on the other side) for each.
 // Gosched returns at once when nothing else is ready, so a lone frame
-// waits for nothing.
-func idleQueue(q <-chan *frame) bool {
+// waits for nothing; and the writer yields once per flush, so frames that
+// keep arriving while it yields cannot put the flush off again and again.
+type flushGate struct{ yielded bool }
+
+func (g *flushGate) flush(q <-chan *frame) bool {
 	if len(q) > 0 {
 		return false
 	}
-	runtime.Gosched()
-	return len(q) == 0
+	if !g.yielded {
+		g.yielded = true
+		runtime.Gosched()
+		if len(q) > 0 {
+			return false
+		}
+	}
+	g.yielded = false
+	return true
 }
 
 func (c *forwardClient) close() {
@@ -471,8 +482,8 @@ const (
 	maxConnBytesInFlight = maxFrame
 )
 
-// forwardServer answers requests from peers. handle runs in its own
-// goroutine per request, bounded per connection and in total.
+// forwardServer answers requests from peers. handle runs on a worker
+// goroutine per request in flight, bounded per connection and in total.
 type forwardServer struct {
 	handle func(ctx context.Context, from peer, kind byte, payload []byte) (status byte, resp []byte)
 	log    *rateLog
@@ -480,8 +491,7 @@ type forwardServer struct {
 	inflight   chan struct{}
 	bytes      *semaphore.Weighted
 	maxRequest int
-	// idle hands a task to a worker waiting for one (see spawn).
-	idle chan func()
+	workers    workerPool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -492,8 +502,10 @@ type forwardServer struct {
 
 func newForwardServer(handle func(context.Context, peer, byte, []byte) (byte, []byte), maxRequest int, log *rateLog) *forwardServer {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &forwardServer{handle: handle, log: log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{},
-		inflight: make(chan struct{}, maxInFlight), idle: make(chan func()), bytes: semaphore.NewWeighted(maxBytesInFlight), maxRequest: maxRequest}
+	s := &forwardServer{handle: handle, log: log, ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{},
+		inflight: make(chan struct{}, maxInFlight), bytes: semaphore.NewWeighted(maxBytesInFlight), maxRequest: maxRequest}
+	s.workers = workerPool{idleFor: workerIdle, stop: ctx.Done(), wg: &s.wg}
+	return s
 }
 
 func (s *forwardServer) serve(conn net.Conn, from peer) {
@@ -519,12 +531,13 @@ func (s *forwardServer) serve(conn net.Conn, from peer) {
 	go func() {
 		defer close(writerDone)
 		w := bufio.NewWriterSize(conn, 64<<10)
+		var gate flushGate
 		for f := range out {
 			if err := writeFrame(w, f, false); err != nil {
 				conn.Close()
 				continue // keep draining so handlers never block
 			}
-			if idleQueue(out) {
+			if gate.flush(out) {
 				if err := w.Flush(); err != nil {
 					conn.Close()
 				}
@@ -583,44 +596,12 @@ func (c *serverConn) next() bool {
 		return false
 	}
 	c.handlers.Add(1)
-	c.s.spawn(func() {
+	c.s.workers.run(func() {
 		defer c.handlers.Done()
 		defer release()
 		c.out <- c.answer(f)
 	})
 	return true
-}
-
-// spawn runs task on an idle worker goroutine, or on a new one when all
-// are busy. Workers outlive their task for workerIdle: a goroutine per
-// request would grow a fresh stack for every commit (the decoder and raft's
-// Apply need more than a new goroutine starts with), which profiles of a
-// loaded leader put at 5 % of its CPU. The number of workers is bounded by
-// the tasks in flight, which acquire bounds.
-func (s *forwardServer) spawn(task func()) {
-	select {
-	case s.idle <- task:
-	default:
-		s.wg.Add(1)
-		go s.worker(task)
-	}
-}
-
-func (s *forwardServer) worker(task func()) {
-	defer s.wg.Done()
-	t := time.NewTimer(workerIdle)
-	defer t.Stop()
-	for {
-		task()
-		t.Reset(workerIdle)
-		select {
-		case task = <-s.idle:
-		case <-t.C:
-			return
-		case <-s.ctx.Done():
-			return
-		}
-	}
 }
 
 func (c *serverConn) acquire(n int64) (release func(), ok bool) {
