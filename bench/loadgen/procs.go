@@ -130,10 +130,11 @@ func (w *watch) start() error {
 	return nil
 }
 
-// stop fills res's usage fields, per 2xx response of the run.
+// stop fills res's usage fields, per 2xx response of the run, when
+// anything was watched.
 func (w *watch) stop(res *Result) error {
 	n := float64(res.OK)
-	if n == 0 {
+	if n == 0 || (len(w.pids) == 0 && w.status == "") {
 		return nil
 	}
 	for i, pid := range w.pids {
@@ -152,6 +153,9 @@ func (w *watch) stop(res *Result) error {
 		st, err := clusterStatus(w.status)
 		if err != nil {
 			return err
+		}
+		if st.LastIndex < w.index {
+			return fmt.Errorf("%s: the raft log's last index went back from %d to %d (leader change or restart)", w.status, w.index, st.LastIndex)
 		}
 		res.Entries = st.LastIndex - w.index
 	}
