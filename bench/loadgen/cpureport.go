@@ -49,12 +49,12 @@ func cmdCPUReport(args []string) error {
 				followers = append(followers, num(p.CPUus))
 			}
 		}
-		perEntry := "–"
+		cmdsPerEntry := "–"
 		if r.Entries > 0 && r.Workload != "w1" {
-			perEntry = fmt.Sprintf("%.1f", float64(r.OK)/float64(r.Entries))
+			cmdsPerEntry = fmt.Sprintf("%.1f", float64(r.OK)/float64(r.Entries))
 		}
 		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f |\n", strings.ToUpper(r.Workload), r.Conns,
-			num(r.RPS), perEntry, num(r.Procs[0].CPUus), strings.Join(followers, " / "), num(total), num(r.LoadgenCPUus), reads, writes)
+			num(r.RPS), cmdsPerEntry, num(r.Procs[0].CPUus), strings.Join(followers, " / "), num(total), num(r.LoadgenCPUus), reads, writes)
 	}
 	b.WriteString("\n")
 	for _, w := range []string{"w2", "w3"} {
