@@ -24,25 +24,63 @@ const (
 	maxBatchesInFlight = 4
 )
 
+// maxHoldBackoff caps how many entries in a row go to raft without being
+// held after holds kept running out (see commitBatcher.holdLocked).
+const maxHoldBackoff = 64
+
 // commitBatcher coalesces commits on the leader (group commit): the first
 // command goes to raft at once; commands that arrive while an entry is in
 // flight queue up and go together in one fsm batch entry when it is done,
 // each caller getting its own fsm.Result. Forwarded commits reach it too,
 // through applyLocal.
 //
+// When an entry is done, the queue may hold fewer commands than the entry
+// saw (those it carried and those that queued meanwhile): the callers it
+// just answered are often about to commit again. The queue is then held,
+// for at most one entry's commit time and wait, until it has as many; a
+// hold that runs out before half of those it waited for came makes the
+// next holds rarer. Without it, a few
+// clients that each commit again soon after their answer split into two
+// groups, one in flight while the other queues, and every entry carries
+// half of them: twice the entries, each with its fsyncs, for the same
+// commands.
+//
 // It starts no goroutines: the caller whose command heads a batch applies
 // that batch for everyone in it, then hands the next batch to the head of
-// that one and returns.
+// that one and returns. A held queue is started by the command that fills
+// it or by a timer.
 type commitBatcher struct {
 	apply func(cmd []byte, timeout time.Duration) (any, error)
+	// wait bounds a hold; 0 holds nothing back.
+	wait time.Duration
+	// clock times entries (tests replace it).
+	clock func() time.Time
 
 	mu       sync.Mutex
 	queue    []*proposal
 	queued   int // bytes in queue
 	inFlight int
 
-	// entries and commands count what went to raft, for benchmarks.
-	entries, commands atomic.Uint64
+	// expect is how many commands the last entry saw: those it carried and
+	// those that queued while it was in flight. lastCommit is how long it
+	// took.
+	expect     int
+	lastCommit time.Duration
+	// hold ends the current hold when it runs out; nil when the queue is
+	// not held. holdGen tells a stale timer from the current one; holdFrom
+	// is the queue's length when the hold began.
+	hold     *time.Timer
+	holdGen  uint64
+	holdFrom int
+	// skip counts the coming entries that go to raft without a hold;
+	// backoff is what the next missed hold sets it to (doubled each time,
+	// reset by a hold that pays).
+	skip, backoff int
+
+	// entries and commands count what went to raft, for benchmarks;
+	// holds counts holds and holdMisses those that ran out before half
+	// the commands they waited for came.
+	entries, commands, holds, holdMisses atomic.Uint64
 }
 
 // proposal is one caller's command waiting in a commitBatcher.
@@ -56,8 +94,8 @@ type proposal struct {
 	err  error
 }
 
-func newCommitBatcher(apply func([]byte, time.Duration) (any, error)) *commitBatcher {
-	return &commitBatcher{apply: apply}
+func newCommitBatcher(apply func([]byte, time.Duration) (any, error), wait time.Duration) *commitBatcher {
+	return &commitBatcher{apply: apply, wait: max(wait, 0), clock: time.Now}
 }
 
 // submit commits cmd and returns its own response and error with the
@@ -79,13 +117,22 @@ func (b *commitBatcher) submit(cmd []byte, timeout time.Duration) (any, error) {
 }
 
 // dispatchLocked starts as many batches as the queue and the bounds
-// allow: one when nothing is in flight, more while the queue holds a full
-// batch. Each goes to the goroutine of its first proposal.
+// allow: one when nothing is in flight (unless the queue is held), more
+// while the queue holds a full batch. Each goes to the goroutine of its
+// first proposal.
 func (b *commitBatcher) dispatchLocked() {
 	for len(b.queue) > 0 {
 		full := len(b.queue) >= maxBatchCount || b.queued >= maxBatchBytes
 		if b.inFlight > 0 && !(full && b.inFlight < maxBatchesInFlight) {
 			return
+		}
+		if !full && b.holdLocked() {
+			return
+		}
+		if b.hold != nil {
+			// The queue filled up (or past a bound) before the hold ran out.
+			b.endHoldLocked()
+			b.backoff = 0
 		}
 		n, size := 0, 0
 		for n < len(b.queue) && n < maxBatchCount {
@@ -105,11 +152,66 @@ func (b *commitBatcher) dispatchLocked() {
 	}
 }
 
+// holdLocked says whether the queue waits for more commands before its
+// entry goes to raft; nothing is in flight. It starts a hold when the
+// queue is short of what the last entry saw, for that entry's commit time
+// but no longer than b.wait, unless holds missed lately.
+func (b *commitBatcher) holdLocked() bool {
+	if b.hold != nil {
+		return len(b.queue) < b.expect
+	}
+	if len(b.queue) >= b.expect || b.wait <= 0 || b.lastCommit <= 0 {
+		return false
+	}
+	if b.skip > 0 {
+		b.skip--
+		return false
+	}
+	b.holds.Add(1)
+	b.holdGen++
+	b.holdFrom = len(b.queue)
+	gen := b.holdGen
+	b.hold = time.AfterFunc(min(b.lastCommit, b.wait), func() { b.holdRanOut(gen) })
+	return true
+}
+
+// holdRanOut starts a held queue whose hold gen ran out. A hold that
+// gained less than half the commands it waited for missed, and makes the
+// next holds rarer: the last entry's count no longer predicts the next.
+func (b *commitBatcher) holdRanOut(gen uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.hold == nil || gen != b.holdGen {
+		return // ended by a command that filled the queue
+	}
+	b.endHoldLocked()
+	gained, short := len(b.queue)-b.holdFrom, b.expect-b.holdFrom
+	b.expect = len(b.queue) // what came is what goes: no second hold
+	if 2*gained < short {
+		b.holdMisses.Add(1)
+		b.backoff = min(max(2*b.backoff, 1), maxHoldBackoff)
+		b.skip = b.backoff
+	} else {
+		b.backoff = 0
+	}
+	b.dispatchLocked()
+}
+
+func (b *commitBatcher) endHoldLocked() {
+	b.hold.Stop()
+	b.hold = nil
+	b.holdGen++
+}
+
 // run commits batch, starts whatever queued meanwhile, and wakes the
 // batch's other callers.
 func (b *commitBatcher) run(batch []*proposal) {
+	start := b.clock()
 	b.commit(batch)
+	took := b.clock().Sub(start)
 	b.mu.Lock()
+	b.lastCommit = took
+	b.expect = len(batch) + len(b.queue)
 	b.inFlight--
 	b.dispatchLocked()
 	b.mu.Unlock()

@@ -75,7 +75,7 @@ func incrBy(id, key string, by int64) *session.Change {
 
 func TestBatcherGivesEachCallerItsOwnResult(t *testing.T) {
 	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{})}
-	b := newCommitBatcher(fr.apply)
+	b := newCommitBatcher(fr.apply, 0)
 	if _, err := b.submit(mustEncode(t, &session.Change{ID: "s", Create: true, Delta: session.Delta{IdleTimeout: time.Hour, Lifetime: time.Hour}}), time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func TestBatcherGivesEachCallerItsOwnResult(t *testing.T) {
 
 func TestBatcherFailsEveryCallerOfAFailedEntry(t *testing.T) {
 	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{}), fail: raft.ErrNotLeader}
-	b := newCommitBatcher(fr.apply)
+	b := newCommitBatcher(fr.apply, 0)
 	errs := make([]error, 6)
 	var wg sync.WaitGroup
 	for i := range errs {
@@ -156,7 +156,7 @@ func TestBatcherFailsEveryCallerOfAFailedEntry(t *testing.T) {
 
 func TestBatcherDoesNotHoldSmallCommandsBehindALargeOne(t *testing.T) {
 	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
-	b := newCommitBatcher(fr.apply)
+	b := newCommitBatcher(fr.apply, 0)
 	var wg sync.WaitGroup
 	go1 := func(c *session.Change) {
 		wg.Add(1)
@@ -220,5 +220,177 @@ func TestConcurrentCommitsShareEntries(t *testing.T) {
 	t.Logf("%d commands in %d entries", cmds, entries)
 	if cmds <= entries {
 		t.Errorf("no entry carried more than one command (%d commands, %d entries)", cmds, entries)
+	}
+}
+
+// heldBatcher returns a batcher over fr that holds for up to wait and
+// whose entries each seem to take an hour to commit, so that wait alone
+// bounds a hold.
+func heldBatcher(fr *fakeRaft, wait time.Duration) *commitBatcher {
+	b := newCommitBatcher(fr.apply, wait)
+	var mu sync.Mutex
+	now := time.Now()
+	b.clock = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		now = now.Add(time.Hour)
+		return now
+	}
+	return b
+}
+
+// closedLoop drives b like clients that commit again as soon as they are
+// answered: round r's entry is in flight while the commands of queued[r]
+// arrive behind it; then the entry is released. It returns once every
+// command so far has been answered.
+type closedLoop struct {
+	t  *testing.T
+	b  *commitBatcher
+	fr *fakeRaft
+	wg sync.WaitGroup
+}
+
+func (c *closedLoop) submit(n int) {
+	for range n {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			if _, err := c.b.submit(mustEncode(c.t, incrBy("s", "n", 1)), time.Minute); err != nil {
+				c.t.Error(err)
+			}
+		}()
+	}
+}
+
+func (c *closedLoop) entries(n int) {
+	waitFor(c.t, 5*time.Second, fmt.Sprintf("%d entries proposed", n), func() bool { return len(c.fr.entrySizes()) == n })
+}
+
+func TestBatcherHoldsTheQueueForTheCommandsItExpects(t *testing.T) {
+	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
+	c := &closedLoop{t: t, b: heldBatcher(fr, time.Minute), fr: fr}
+	queued := func(n int) {
+		waitFor(t, 5*time.Second, fmt.Sprintf("%d commands queued", n), func() bool { return c.b.queueLen() == n })
+	}
+	stillHeld := func(entries int) {
+		t.Helper()
+		time.Sleep(20 * time.Millisecond)
+		if got := len(fr.entrySizes()); got != entries {
+			t.Fatalf("%d entries proposed during the hold, want %d", got, entries)
+		}
+	}
+	c.submit(1)
+	c.entries(1)
+	c.submit(3) // queued behind the entry in flight: it saw 4 commands
+	queued(3)
+	fr.release <- struct{}{}
+	// Three queued, four expected: the queue waits (for up to a minute).
+	waitFor(t, 5*time.Second, "a hold", func() bool { return c.b.holds.Load() == 1 })
+	stillHeld(1)
+	c.submit(1) // the answered caller commits again: the queue goes
+	c.entries(2)
+	c.submit(2)
+	queued(2)
+	fr.release <- struct{}{} // that entry saw 4 + 2
+	waitFor(t, 5*time.Second, "a second hold", func() bool { return c.b.holds.Load() == 2 })
+	c.submit(1)
+	queued(3)
+	stillHeld(2) // 3 of 6
+	c.submit(3)
+	c.entries(3)
+	close(fr.release)
+	c.wg.Wait()
+	if got, want := fr.entrySizes(), []int{1, 4, 6}; !slices.Equal(got, want) {
+		t.Fatalf("commands per entry: got %v, want %v", got, want)
+	}
+	if n := c.b.holdMisses.Load(); n != 0 {
+		t.Errorf("%d holds missed, want 0", n)
+	}
+}
+
+func TestBatcherHoldRunsOutAndBacksOff(t *testing.T) {
+	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
+	c := &closedLoop{t: t, b: heldBatcher(fr, 5*time.Millisecond), fr: fr}
+	c.submit(1)
+	c.entries(1)
+	// Each round: two commands queue behind the entry in flight, the entry
+	// is released, and the queue is short of what that entry saw; nobody
+	// else comes.
+	var held []uint64
+	for round := 1; round <= 5; round++ {
+		c.submit(2)
+		waitFor(t, 5*time.Second, "two commands queued", func() bool { return c.b.queueLen() == 2 })
+		fr.release <- struct{}{}
+		c.entries(round + 1) // proposed after the hold ran out, or at once
+		held = append(held, c.b.holds.Load())
+	}
+	close(fr.release)
+	c.wg.Wait()
+	if got, want := fr.entrySizes(), []int{1, 2, 2, 2, 2, 2}; !slices.Equal(got, want) {
+		t.Fatalf("commands per entry: got %v, want %v", got, want)
+	}
+	// Missed holds space out (backoff 1, then 2): held, not held, held,
+	// not held, not held.
+	if want := []uint64{1, 1, 2, 2, 2}; !slices.Equal(held, want) {
+		t.Fatalf("holds after each round: got %v, want %v", held, want)
+	}
+	if got, want := c.b.holdMisses.Load(), uint64(2); got != want {
+		t.Errorf("holds missed: got %d, want %d", got, want)
+	}
+}
+
+func TestBatcherHoldThatGainsHalfIsNoMiss(t *testing.T) {
+	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
+	// Long enough for the commands below to come during the hold.
+	c := &closedLoop{t: t, b: heldBatcher(fr, 500*time.Millisecond), fr: fr}
+	queued := func(n int) {
+		waitFor(t, 5*time.Second, fmt.Sprintf("%d commands queued", n), func() bool { return c.b.queueLen() == n })
+	}
+	holds := func(n uint64) {
+		waitFor(t, 5*time.Second, fmt.Sprintf("hold %d", n), func() bool { return c.b.holds.Load() == n })
+	}
+	c.submit(1)
+	c.entries(1)
+	c.submit(4)
+	queued(4)
+	fr.release <- struct{}{} // saw 5: held at 4
+	holds(1)
+	c.submit(1)
+	c.entries(2)
+	c.submit(1)
+	queued(1)
+	fr.release <- struct{}{} // saw 6: held at 1
+	holds(2)
+	c.submit(3) // 3 of the 5 it waits for; then it runs out
+	c.entries(3)
+	c.submit(1)
+	queued(1)
+	fr.release <- struct{}{} // saw 4 + 1: held at 1, not skipped
+	holds(3)
+	c.submit(4)
+	c.entries(4)
+	close(fr.release)
+	c.wg.Wait()
+	if got, want := fr.entrySizes(), []int{1, 5, 4, 5}; !slices.Equal(got, want) {
+		t.Fatalf("commands per entry: got %v, want %v", got, want)
+	}
+	if n := c.b.holdMisses.Load(); n != 0 {
+		t.Errorf("%d holds missed, want 0", n)
+	}
+}
+
+func TestBatcherDoesNotHoldWithoutWait(t *testing.T) {
+	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
+	c := &closedLoop{t: t, b: heldBatcher(fr, 0), fr: fr}
+	c.submit(1)
+	c.entries(1)
+	c.submit(2)
+	waitFor(t, 5*time.Second, "two commands queued", func() bool { return c.b.queueLen() == 2 })
+	fr.release <- struct{}{}
+	c.entries(2)
+	close(fr.release)
+	c.wg.Wait()
+	if n := c.b.holds.Load(); n != 0 {
+		t.Errorf("%d holds with GroupCommitWait off", n)
 	}
 }

@@ -82,7 +82,11 @@ type Config struct {
 	TrailingLogs      uint64        // -trailing-logs
 	SnapshotInterval  time.Duration // -snapshot-interval
 	ExpireInterval    time.Duration // -expire-interval
-	ShutdownTimeout   time.Duration // -shutdown-timeout: bound on draining requests
+	// GroupCommitWait is -group-commit-wait (cluster.Config.GroupCommitWait):
+	// 0 takes the cluster's default, negative holds nothing back (the
+	// flag's 0).
+	GroupCommitWait time.Duration
+	ShutdownTimeout time.Duration // -shutdown-timeout: bound on draining requests
 
 	LogLevel slog.Level // -log-level: debug, info, warn or error
 
@@ -160,6 +164,7 @@ type rawFlags struct {
 	cookieName, cookieSecure, trustProxy      string
 	consistency, leaveOnTerminate             string
 	snapThreshold, trailingLogs, snapInterval string
+	groupCommitWait                           string
 	expireInterval, shutdownTimeout, logLevel string
 	logStore, memoryLimit                     string
 }
@@ -219,6 +224,8 @@ func newFlagSet(r *rawFlags) *flag.FlagSet {
 	s(&r.snapThreshold, "snapshot-threshold", "8192", "raft log `entries` since the last snapshot that trigger a new one")
 	s(&r.trailingLogs, "trailing-logs", "10240", "raft log `entries` kept after a snapshot for slow followers")
 	s(&r.snapInterval, "snapshot-interval", "2m", "`duration` between raft's checks whether to snapshot")
+	s(&r.groupCommitWait, "group-commit-wait", "2ms", "longest `duration` the leader holds a commit back for the commits it expects "+
+		"to share its log entry (at most one entry's commit time); 0: never")
 	s(&r.expireInterval, "expire-interval", "30s", "`duration` between the leader's removals of expired sessions")
 	s(&r.shutdownTimeout, "shutdown-timeout", "10s", "longest `duration` to drain in-flight requests at shutdown")
 	s(&r.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
@@ -430,6 +437,9 @@ func (r *rawFlags) validateTuning(c *Config) error {
 	}); err != nil {
 		return err
 	}
+	if c.GroupCommitWait, err = parseGroupCommitWait(r.groupCommitWait); err != nil {
+		return err
+	}
 	if c.MemoryLimit, err = parseMemoryLimit(r.memoryLimit); err != nil {
 		return err
 	}
@@ -457,6 +467,19 @@ func parseDurations(flags map[string]durationFlag) error {
 		*d.dst = v
 	}
 	return nil
+}
+
+// parseGroupCommitWait parses -group-commit-wait: 0 turns holding off,
+// which cluster.Config spells as a negative duration.
+func parseGroupCommitWait(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil || d < 0:
+		return 0, fmt.Errorf("-group-commit-wait %q: want a duration such as 2ms, or 0 to commit without waiting", v)
+	case d == 0:
+		return -1, nil
+	}
+	return d, nil
 }
 
 func validNodeID(id string) bool {

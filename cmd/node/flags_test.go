@@ -45,7 +45,8 @@ func TestParseFlagsDefaults(t *testing.T) {
 	}
 	if c.BootstrapExpect != 1 || c.Voters != 3 || c.Secret != nil || c.GossipKey != nil || c.LeaveOnTerminate ||
 		c.Join != nil || c.LogLevel != slog.LevelInfo || c.ShutdownTimeout != 10*time.Second ||
-		c.SnapshotThreshold != 8192 || c.TrailingLogs != 10240 || c.ExpireInterval != 30*time.Second {
+		c.SnapshotThreshold != 8192 || c.TrailingLogs != 10240 || c.ExpireInterval != 30*time.Second ||
+		c.GroupCommitWait != 2*time.Millisecond {
 		t.Errorf("defaults: got %+v", c)
 	}
 }
@@ -121,6 +122,8 @@ func TestParseFlagsErrors(t *testing.T) {
 		{"trailing-logs", []string{"-trailing-logs", "x"}, nil, "-trailing-logs"},
 		{"snapshot-interval", []string{"-snapshot-interval", "10"}, nil, "-snapshot-interval"},
 		{"expire-interval", []string{"-expire-interval", "-1s"}, nil, "-expire-interval"},
+		{"group-commit-wait negative", []string{"-group-commit-wait", "-1ms"}, nil, "-group-commit-wait"},
+		{"group-commit-wait unit", []string{"-group-commit-wait", "2"}, nil, "-group-commit-wait"},
 		{"log-level", []string{"-log-level", "loud"}, nil, "-log-level"},
 		{"log-store", []string{"-log-store", "rocks"}, nil, `-log-store "rocks": want wal or bolt`},
 		{"cluster-name", []string{"-cluster-name", ""}, nil, "-cluster-name"},
@@ -184,6 +187,29 @@ var testKeys = []struct {
 }{
 	{"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=", []byte("\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f")},
 	{"-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-_8", bytes.Repeat([]byte{0xfb, 0xff, 0xbf}, 11)[:32]},
+}
+
+func TestParseFlagsGroupCommitWait(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want time.Duration // in cluster.Config
+	}{
+		{nil, 2 * time.Millisecond},
+		{[]string{"-group-commit-wait", "500us"}, 500 * time.Microsecond},
+		{[]string{"-group-commit-wait", "0"}, -1}, // off
+	} {
+		m := NewMain()
+		if err := m.ParseFlags(tc.args, envOf(nil)); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := m.clusterConfig(slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.GroupCommitWait != tc.want {
+			t.Errorf("%q: cluster.Config.GroupCommitWait %v, want %v", tc.args, cfg.GroupCommitWait, tc.want)
+		}
+	}
 }
 
 func TestParseFlagsClusterKey(t *testing.T) {

@@ -241,6 +241,9 @@ func (m *Main) clusterConfig(log *slog.Logger) (cluster.Config, error) {
 	if c.ExpireInterval > 0 {
 		cfg.ExpireInterval = c.ExpireInterval
 	}
+	if c.GroupCommitWait != 0 {
+		cfg.GroupCommitWait = c.GroupCommitWait
+	}
 	cfg.Logger = log // the cluster adds the node ID itself
 	if m.ClusterTuning != nil {
 		m.ClusterTuning(&cfg)
