@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,8 +25,8 @@ const (
 	maxBatchesInFlight = 4
 )
 
-// maxHoldBackoff caps how many entries in a row go to raft without being
-// held after holds kept running out (see commitBatcher.holdLocked).
+// maxHoldBackoff caps how many holds in a row are skipped after holds
+// kept missing (see commitBatcher.holdLocked).
 const maxHoldBackoff = 64
 
 // commitBatcher coalesces commits on the leader (group commit): the first
@@ -36,25 +37,26 @@ const maxHoldBackoff = 64
 //
 // When an entry is done, the queue may hold fewer commands than the entry
 // saw (those it carried and those that queued meanwhile): the callers it
-// just answered are often about to commit again. The queue is then held,
-// for at most one entry's commit time and wait, until it has as many; a
-// hold that runs out before half of those it waited for came makes the
-// next holds rarer. Without it, a few
-// clients that each commit again soon after their answer split into two
-// groups, one in flight while the other queues, and every entry carries
-// half of them: twice the entries, each with its fsyncs, for the same
-// commands.
+// just answered are often about to commit again. The queue is then held
+// until it has as many, but no longer than that entry's commit time (and
+// wait) after the entry was done. Without it, a few clients that each
+// commit again soon after their answer split into two groups, one in
+// flight while the other queues, and every entry carries half of them:
+// twice the entries, each with its fsyncs, for the same commands. A hold
+// that runs out before half of the commands it waited for came is a miss,
+// and misses in a row skip 1, 2, 4 ... up to maxHoldBackoff holds.
 //
-// It starts no goroutines: the caller whose command heads a batch applies
-// that batch for everyone in it, then hands the next batch to the head of
-// that one and returns. A held queue is started by the command that fills
-// it or by a timer.
+// Its only goroutine is a hold's timer, which starts the held queue: the
+// caller whose command heads a batch applies that batch for everyone in
+// it, then hands the next batch to the head of that one and returns.
 type commitBatcher struct {
 	apply func(cmd []byte, timeout time.Duration) (any, error)
 	// wait bounds a hold; 0 holds nothing back.
 	wait time.Duration
-	// clock times entries (tests replace it).
-	clock func() time.Time
+	// clock and afterFunc are time.Now and time.AfterFunc's Stop (tests
+	// replace them).
+	clock     func() time.Time
+	afterFunc func(time.Duration, func()) (stop func() bool)
 
 	mu       sync.Mutex
 	queue    []*proposal
@@ -62,24 +64,26 @@ type commitBatcher struct {
 	inFlight int
 
 	// expect is how many commands the last entry saw: those it carried and
-	// those that queued while it was in flight. lastCommit is how long it
-	// took.
+	// those that queued while it was in flight; 0 once that entry is too
+	// long ago to predict the next. lastCommit is how long it took, and
+	// lastDone when it was done.
 	expect     int
 	lastCommit time.Duration
-	// hold ends the current hold when it runs out; nil when the queue is
-	// not held. holdGen tells a stale timer from the current one; holdFrom
-	// is the queue's length when the hold began.
-	hold     *time.Timer
+	lastDone   time.Time
+	// A held queue has nothing in flight. hold stops the hold's timer; nil
+	// when the queue is not held. holdGen tells a stale timer from the
+	// current one; holdFrom is the queue's length when the hold began and
+	// holdEnd when it runs out.
+	hold     func() bool
 	holdGen  uint64
 	holdFrom int
-	// skip counts the coming entries that go to raft without a hold;
-	// backoff is what the next missed hold sets it to (doubled each time,
-	// reset by a hold that pays).
+	holdEnd  time.Time
+	// skip counts the coming holds to skip; backoff is what the next miss
+	// sets it to (doubled each time, reset by a hold that pays).
 	skip, backoff int
 
-	// entries and commands count what went to raft, for benchmarks;
-	// holds counts holds and holdMisses those that ran out before half
-	// the commands they waited for came.
+	// entries and commands count what went to raft (benchmarks read
+	// them), holds the holds and holdMisses the misses (tests do).
 	entries, commands, holds, holdMisses atomic.Uint64
 }
 
@@ -95,7 +99,8 @@ type proposal struct {
 }
 
 func newCommitBatcher(apply func([]byte, time.Duration) (any, error), wait time.Duration) *commitBatcher {
-	return &commitBatcher{apply: apply, wait: max(wait, 0), clock: time.Now}
+	return &commitBatcher{apply: apply, wait: max(wait, 0), clock: time.Now,
+		afterFunc: func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }}
 }
 
 // submit commits cmd and returns its own response and error with the
@@ -104,7 +109,7 @@ func newCommitBatcher(apply func([]byte, time.Duration) (any, error), wait time.
 // command whose timeout runs out while queued is never appended and fails
 // with session.ErrTimeout.
 func (b *commitBatcher) submit(cmd []byte, timeout time.Duration) (any, error) {
-	p := &proposal{cmd: cmd, deadline: time.Now().Add(timeout), wake: make(chan []*proposal, 1)}
+	p := &proposal{cmd: cmd, deadline: b.clock().Add(timeout), wake: make(chan []*proposal, 1)}
 	b.mu.Lock()
 	b.queue = append(b.queue, p)
 	b.queued += len(cmd)
@@ -126,13 +131,8 @@ func (b *commitBatcher) dispatchLocked() {
 		if b.inFlight > 0 && !(full && b.inFlight < maxBatchesInFlight) {
 			return
 		}
-		if !full && b.holdLocked() {
+		if b.holdLocked(full) {
 			return
-		}
-		if b.hold != nil {
-			// The queue filled up (or past a bound) before the hold ran out.
-			b.endHoldLocked()
-			b.backoff = 0
 		}
 		n, size := 0, 0
 		for n < len(b.queue) && n < maxBatchCount {
@@ -153,14 +153,36 @@ func (b *commitBatcher) dispatchLocked() {
 }
 
 // holdLocked says whether the queue waits for more commands before its
-// entry goes to raft; nothing is in flight. It starts a hold when the
-// queue is short of what the last entry saw, for that entry's commit time
-// but no longer than b.wait, unless holds missed lately.
-func (b *commitBatcher) holdLocked() bool {
+// entry goes to raft; nothing is in flight unless the queue is full. It
+// ends a hold when the queue has what it waited for (or is full), or when
+// the command that just came could not wait; it starts one when the queue
+// is short of what the last entry saw, that entry was done less than its
+// commit time (and b.wait) ago, and no queued command's deadline is near.
+func (b *commitBatcher) holdLocked(full bool) bool {
 	if b.hold != nil {
-		return len(b.queue) < b.expect
+		last := b.queue[len(b.queue)-1]
+		switch {
+		case full || len(b.queue) >= b.expect:
+			b.endHoldLocked()
+			b.backoff = 0 // the hold paid
+			return false
+		case b.soon(last):
+			b.endHoldLocked()
+			return false
+		}
+		return true
 	}
-	if len(b.queue) >= b.expect || b.wait <= 0 || b.lastCommit <= 0 {
+	if full || len(b.queue) >= b.expect || b.wait <= 0 {
+		return false
+	}
+	now := b.clock()
+	end := b.lastDone.Add(min(b.lastCommit, b.wait))
+	if !now.Before(end) {
+		b.expect = 0 // too long ago to predict this queue
+		return false
+	}
+	b.holdEnd = end
+	if slices.ContainsFunc(b.queue, b.soon) {
 		return false
 	}
 	if b.skip > 0 {
@@ -171,13 +193,19 @@ func (b *commitBatcher) holdLocked() bool {
 	b.holdGen++
 	b.holdFrom = len(b.queue)
 	gen := b.holdGen
-	b.hold = time.AfterFunc(min(b.lastCommit, b.wait), func() { b.holdRanOut(gen) })
+	b.hold = b.afterFunc(end.Sub(now), func() { b.holdRanOut(gen) })
 	return true
 }
 
+// soon says whether p's deadline is too near for a hold that ends at
+// b.holdEnd: held, it might not commit in time.
+func (b *commitBatcher) soon(p *proposal) bool {
+	return p.deadline.Before(b.holdEnd.Add(b.lastCommit))
+}
+
 // holdRanOut starts a held queue whose hold gen ran out. A hold that
-// gained less than half the commands it waited for missed, and makes the
-// next holds rarer: the last entry's count no longer predicts the next.
+// gained less than half the commands it waited for missed: the last
+// entry's count no longer predicts the next.
 func (b *commitBatcher) holdRanOut(gen uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -198,7 +226,7 @@ func (b *commitBatcher) holdRanOut(gen uint64) {
 }
 
 func (b *commitBatcher) endHoldLocked() {
-	b.hold.Stop()
+	b.hold()
 	b.hold = nil
 	b.holdGen++
 }
@@ -208,9 +236,9 @@ func (b *commitBatcher) endHoldLocked() {
 func (b *commitBatcher) run(batch []*proposal) {
 	start := b.clock()
 	b.commit(batch)
-	took := b.clock().Sub(start)
+	done := b.clock()
 	b.mu.Lock()
-	b.lastCommit = took
+	b.lastCommit, b.lastDone = done.Sub(start), done
 	b.expect = len(batch) + len(b.queue)
 	b.inFlight--
 	b.dispatchLocked()
@@ -223,7 +251,7 @@ func (b *commitBatcher) run(batch []*proposal) {
 // commit applies batch's live proposals as one entry (a lone command as
 // itself) and gives each its response or error.
 func (b *commitBatcher) commit(batch []*proposal) {
-	now := time.Now()
+	now := b.clock()
 	live := make([]*proposal, 0, len(batch))
 	var timeout time.Duration
 	for _, p := range batch {

@@ -223,174 +223,358 @@ func TestConcurrentCommitsShareEntries(t *testing.T) {
 	}
 }
 
-// heldBatcher returns a batcher over fr that holds for up to wait and
-// whose entries each seem to take an hour to commit, so that wait alone
-// bounds a hold.
-func heldBatcher(fr *fakeRaft, wait time.Duration) *commitBatcher {
-	b := newCommitBatcher(fr.apply, wait)
-	var mu sync.Mutex
-	now := time.Now()
-	b.clock = func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		now = now.Add(time.Hour)
-		return now
-	}
-	return b
+// fakeTime is a clock that moves only when told and timers that fire
+// only when told, for a commitBatcher's holds.
+type fakeTime struct {
+	mu     sync.Mutex
+	now    time.Time
+	timers []*fakeTimer
 }
 
-// closedLoop drives b like clients that commit again as soon as they are
-// answered: round r's entry is in flight while the commands of queued[r]
-// arrive behind it; then the entry is released. It returns once every
-// command so far has been answered.
+type fakeTimer struct {
+	d             time.Duration
+	f             func()
+	stopped, done bool
+}
+
+func (ft *fakeTime) clock() time.Time {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	return ft.now
+}
+
+func (ft *fakeTime) advance(d time.Duration) {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	ft.now = ft.now.Add(d)
+}
+
+func (ft *fakeTime) afterFunc(d time.Duration, f func()) func() bool {
+	ft.mu.Lock()
+	defer ft.mu.Unlock()
+	t := &fakeTimer{d: d, f: f}
+	ft.timers = append(ft.timers, t)
+	return func() bool {
+		ft.mu.Lock()
+		defer ft.mu.Unlock()
+		was := !t.stopped && !t.done
+		t.stopped = true
+		return was
+	}
+}
+
+// fire runs the pending timer (there must be exactly one) and returns
+// the duration it was set for.
+func (ft *fakeTime) fire(tb testing.TB) time.Duration {
+	tb.Helper()
+	ft.mu.Lock()
+	var pending []*fakeTimer
+	for _, t := range ft.timers {
+		if !t.stopped && !t.done {
+			pending = append(pending, t)
+		}
+	}
+	if len(pending) != 1 {
+		ft.mu.Unlock()
+		tb.Fatalf("%d timers pending, want 1", len(pending))
+	}
+	t := pending[0]
+	t.done = true
+	ft.mu.Unlock()
+	t.f()
+	return t.d
+}
+
+// fireAll runs every pending timer.
+func (ft *fakeTime) fireAll() {
+	ft.mu.Lock()
+	var pending []*fakeTimer
+	for _, t := range ft.timers {
+		if !t.stopped && !t.done {
+			t.done = true
+			pending = append(pending, t)
+		}
+	}
+	ft.mu.Unlock()
+	for _, t := range pending {
+		t.f()
+	}
+}
+
+// closedLoop drives a commitBatcher over a fakeRaft whose entries are
+// each held until finish, on fake time, like clients that commit again
+// soon after their answer.
 type closedLoop struct {
 	t  *testing.T
 	b  *commitBatcher
 	fr *fakeRaft
+	ft *fakeTime
 	wg sync.WaitGroup
 }
 
-func (c *closedLoop) submit(n int) {
+// newClosedLoop returns a closedLoop whose batcher holds for up to wait.
+// It releases every entry at the end of the test.
+func newClosedLoop(t *testing.T, wait time.Duration) *closedLoop {
+	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
+	ft := &fakeTime{now: time.Unix(1_000_000, 0)}
+	b := newCommitBatcher(fr.apply, wait)
+	b.clock, b.afterFunc = ft.clock, ft.afterFunc
+	c := &closedLoop{t: t, b: b, fr: fr, ft: ft}
+	t.Cleanup(func() {
+		// Let every caller finish, even after a failure left a queue
+		// held: release the entries and run what timers are left.
+		close(fr.release)
+		done := make(chan struct{})
+		go func() {
+			c.wg.Wait()
+			close(done)
+		}()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Error("callers of the batcher still blocked after 10s")
+				return
+			}
+			ft.fireAll()
+		}
+	})
+	return c
+}
+
+// submit starts n callers that commit with a minute to go.
+func (c *closedLoop) submit(n int) { c.submitWithin(n, time.Minute) }
+
+func (c *closedLoop) submitWithin(n int, timeout time.Duration) {
 	for range n {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			if _, err := c.b.submit(mustEncode(c.t, incrBy("s", "n", 1)), time.Minute); err != nil {
+			if _, err := c.b.submit(mustEncode(c.t, incrBy("s", "n", 1)), timeout); err != nil {
 				c.t.Error(err)
 			}
 		}()
 	}
 }
 
+// finish lets the entry in flight commit, one (fake) second after it
+// went to raft.
+func (c *closedLoop) finish() {
+	c.ft.advance(time.Second)
+	c.fr.release <- struct{}{}
+}
+
 func (c *closedLoop) entries(n int) {
+	c.t.Helper()
 	waitFor(c.t, 5*time.Second, fmt.Sprintf("%d entries proposed", n), func() bool { return len(c.fr.entrySizes()) == n })
 }
 
-func TestBatcherHoldsTheQueueForTheCommandsItExpects(t *testing.T) {
-	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
-	c := &closedLoop{t: t, b: heldBatcher(fr, time.Minute), fr: fr}
-	queued := func(n int) {
-		waitFor(t, 5*time.Second, fmt.Sprintf("%d commands queued", n), func() bool { return c.b.queueLen() == n })
+func (c *closedLoop) queued(n int) {
+	c.t.Helper()
+	waitFor(c.t, 5*time.Second, fmt.Sprintf("%d commands queued", n), func() bool { return c.b.queueLen() == n })
+}
+
+// step finishes the entry in flight with n commands queued behind it.
+func (c *closedLoop) step(n int) {
+	c.t.Helper()
+	c.submit(n)
+	c.queued(n)
+	c.finish()
+}
+
+// held says whether the batcher holds its queue, once it settles.
+func (c *closedLoop) held() bool {
+	c.b.mu.Lock()
+	defer c.b.mu.Unlock()
+	return c.b.hold != nil
+}
+
+func (c *closedLoop) check(sizes []int, holds, misses uint64) {
+	c.t.Helper()
+	if got := c.fr.entrySizes(); !slices.Equal(got, sizes) {
+		c.t.Errorf("commands per entry: got %v, want %v", got, sizes)
 	}
-	stillHeld := func(entries int) {
-		t.Helper()
-		time.Sleep(20 * time.Millisecond)
-		if got := len(fr.entrySizes()); got != entries {
-			t.Fatalf("%d entries proposed during the hold, want %d", got, entries)
-		}
+	if got := c.b.holds.Load(); got != holds {
+		c.t.Errorf("holds: got %d, want %d", got, holds)
 	}
-	c.submit(1)
-	c.entries(1)
-	c.submit(3) // queued behind the entry in flight: it saw 4 commands
-	queued(3)
-	fr.release <- struct{}{}
-	// Three queued, four expected: the queue waits (for up to a minute).
-	waitFor(t, 5*time.Second, "a hold", func() bool { return c.b.holds.Load() == 1 })
-	stillHeld(1)
-	c.submit(1) // the answered caller commits again: the queue goes
-	c.entries(2)
-	c.submit(2)
-	queued(2)
-	fr.release <- struct{}{} // that entry saw 4 + 2
-	waitFor(t, 5*time.Second, "a second hold", func() bool { return c.b.holds.Load() == 2 })
-	c.submit(1)
-	queued(3)
-	stillHeld(2) // 3 of 6
-	c.submit(3)
-	c.entries(3)
-	close(fr.release)
-	c.wg.Wait()
-	if got, want := fr.entrySizes(), []int{1, 4, 6}; !slices.Equal(got, want) {
-		t.Fatalf("commands per entry: got %v, want %v", got, want)
-	}
-	if n := c.b.holdMisses.Load(); n != 0 {
-		t.Errorf("%d holds missed, want 0", n)
+	if got := c.b.holdMisses.Load(); got != misses {
+		c.t.Errorf("missed holds: got %d, want %d", got, misses)
 	}
 }
 
-func TestBatcherHoldRunsOutAndBacksOff(t *testing.T) {
-	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
-	c := &closedLoop{t: t, b: heldBatcher(fr, 5*time.Millisecond), fr: fr}
+func TestBatcherHoldsTheQueueForTheCommandsItExpects(t *testing.T) {
+	c := newClosedLoop(t, time.Minute)
 	c.submit(1)
 	c.entries(1)
-	// Each round: two commands queue behind the entry in flight, the entry
-	// is released, and the queue is short of what that entry saw; nobody
-	// else comes.
-	var held []uint64
-	for round := 1; round <= 5; round++ {
-		c.submit(2)
-		waitFor(t, 5*time.Second, "two commands queued", func() bool { return c.b.queueLen() == 2 })
-		fr.release <- struct{}{}
-		c.entries(round + 1) // proposed after the hold ran out, or at once
-		held = append(held, c.b.holds.Load())
+	c.step(3) // the entry saw 4 commands; 3 are queued
+	waitFor(t, 5*time.Second, "a hold", c.held)
+	c.submit(1) // an answered caller commits again: the queue goes
+	c.entries(2)
+	c.step(2) // that entry saw 4 + 2
+	waitFor(t, 5*time.Second, "a second hold", c.held)
+	c.submit(1)
+	c.queued(3)
+	if !c.held() || len(c.fr.entrySizes()) != 2 {
+		t.Fatal("3 of the 6 expected commands ended the hold")
 	}
-	close(fr.release)
-	c.wg.Wait()
-	if got, want := fr.entrySizes(), []int{1, 2, 2, 2, 2, 2}; !slices.Equal(got, want) {
-		t.Fatalf("commands per entry: got %v, want %v", got, want)
+	c.submit(3)
+	c.entries(3)
+	c.check([]int{1, 4, 6}, 2, 0)
+}
+
+func TestBatcherHoldLastsOneCommitTimeAtMostWait(t *testing.T) {
+	for _, tc := range []struct {
+		wait, want time.Duration
+	}{
+		{time.Minute, time.Second}, // the entry's commit time
+		{5 * time.Millisecond, 5 * time.Millisecond},
+	} {
+		c := newClosedLoop(t, tc.wait)
+		c.submit(1)
+		c.entries(1)
+		c.step(2)
+		waitFor(t, 5*time.Second, "a hold", c.held)
+		if got := c.ft.fire(t); got != tc.want {
+			t.Errorf("wait %v: hold of %v, want %v", tc.wait, got, tc.want)
+		}
+		c.entries(2)
+		c.check([]int{1, 2}, 1, 1)
 	}
-	// Missed holds space out (backoff 1, then 2): held, not held, held,
-	// not held, not held.
-	if want := []uint64{1, 1, 2, 2, 2}; !slices.Equal(held, want) {
-		t.Fatalf("holds after each round: got %v, want %v", held, want)
+}
+
+func TestBatcherMissedHoldsBackOff(t *testing.T) {
+	c := newClosedLoop(t, time.Minute)
+	c.submit(1)
+	c.entries(1)
+	var holds []uint64
+	// Each round finishes the entry in flight with two commands queued:
+	// short of what the entry saw. The hold, if any, then runs out with
+	// nobody coming (a miss), except in round 6, where it fills.
+	for round := 1; round <= 9; round++ {
+		before := c.b.holds.Load()
+		c.step(2)
+		waitFor(t, 5*time.Second, "the queue held or proposed", func() bool {
+			return c.held() || len(c.fr.entrySizes()) == round+1
+		})
+		if c.b.holds.Load() > before {
+			if round == 6 {
+				c.submit(2)
+			} else {
+				c.ft.fire(t)
+			}
+		}
+		c.entries(round + 1)
+		holds = append(holds, c.b.holds.Load())
 	}
-	if got, want := c.b.holdMisses.Load(), uint64(2); got != want {
-		t.Errorf("holds missed: got %d, want %d", got, want)
+	// Held (miss: skip 1), skipped, held (miss: skip 2), skipped twice,
+	// held and filled (backoff reset), held (miss: skip 1), skipped, held.
+	if want := []uint64{1, 1, 2, 2, 2, 3, 4, 4, 5}; !slices.Equal(holds, want) {
+		t.Errorf("holds after each round: got %v, want %v", holds, want)
 	}
+	c.check([]int{1, 2, 2, 2, 2, 2, 4, 2, 2, 2}, 5, 4)
 }
 
 func TestBatcherHoldThatGainsHalfIsNoMiss(t *testing.T) {
-	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
-	// Long enough for the commands below to come during the hold.
-	c := &closedLoop{t: t, b: heldBatcher(fr, 500*time.Millisecond), fr: fr}
-	queued := func(n int) {
-		waitFor(t, 5*time.Second, fmt.Sprintf("%d commands queued", n), func() bool { return c.b.queueLen() == n })
-	}
-	holds := func(n uint64) {
-		waitFor(t, 5*time.Second, fmt.Sprintf("hold %d", n), func() bool { return c.b.holds.Load() == n })
-	}
-	c.submit(1)
-	c.entries(1)
-	c.submit(4)
-	queued(4)
-	fr.release <- struct{}{} // saw 5: held at 4
-	holds(1)
-	c.submit(1)
-	c.entries(2)
-	c.submit(1)
-	queued(1)
-	fr.release <- struct{}{} // saw 6: held at 1
-	holds(2)
-	c.submit(3) // 3 of the 5 it waits for; then it runs out
-	c.entries(3)
-	c.submit(1)
-	queued(1)
-	fr.release <- struct{}{} // saw 4 + 1: held at 1, not skipped
-	holds(3)
-	c.submit(4)
-	c.entries(4)
-	close(fr.release)
-	c.wg.Wait()
-	if got, want := fr.entrySizes(), []int{1, 5, 4, 5}; !slices.Equal(got, want) {
-		t.Fatalf("commands per entry: got %v, want %v", got, want)
-	}
-	if n := c.b.holdMisses.Load(); n != 0 {
-		t.Errorf("%d holds missed, want 0", n)
+	for _, tc := range []struct {
+		saw, gained int // commands the hold waits for, and those that come
+		miss        bool
+	}{
+		{4, 2, false}, {5, 2, true}, {5, 3, false}, {2, 0, true},
+	} {
+		c := newClosedLoop(t, time.Minute)
+		c.submit(1)
+		c.entries(1)
+		c.step(tc.saw - 1) // held for 1 more
+		waitFor(t, 5*time.Second, "a hold", c.held)
+		c.submit(1)
+		c.entries(2) // an entry of tc.saw
+		c.step(1)    // held for tc.saw more
+		waitFor(t, 5*time.Second, "a second hold", c.held)
+		c.submit(tc.gained)
+		c.queued(1 + tc.gained)
+		c.ft.fire(t)
+		c.entries(3)
+		misses := uint64(0)
+		if tc.miss {
+			misses = 1
+		}
+		c.check([]int{1, tc.saw, 1 + tc.gained}, 2, misses)
 	}
 }
 
-func TestBatcherDoesNotHoldWithoutWait(t *testing.T) {
-	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
-	c := &closedLoop{t: t, b: heldBatcher(fr, 0), fr: fr}
+func TestBatcherFullQueueEndsAHold(t *testing.T) {
+	c := newClosedLoop(t, time.Minute)
 	c.submit(1)
 	c.entries(1)
-	c.submit(2)
-	waitFor(t, 5*time.Second, "two commands queued", func() bool { return c.b.queueLen() == 2 })
-	fr.release <- struct{}{}
+	c.step(100)
+	waitFor(t, 5*time.Second, "a hold", c.held)
+	c.submit(1)
+	c.entries(2) // 101
+	c.step(100)  // that entry saw 201
+	waitFor(t, 5*time.Second, "a second hold", c.held)
+	c.submit(maxBatchCount - 100)
+	c.entries(3)
+	c.check([]int{1, 101, maxBatchCount}, 2, 0)
+}
+
+func TestBatcherDoesNotHoldLongAfterTheLastEntry(t *testing.T) {
+	c := newClosedLoop(t, time.Minute)
+	c.submit(1)
+	c.entries(1)
+	c.step(3)
+	waitFor(t, 5*time.Second, "a hold", c.held)
+	c.submit(1)
 	c.entries(2)
-	close(fr.release)
-	c.wg.Wait()
-	if n := c.b.holds.Load(); n != 0 {
-		t.Errorf("%d holds with GroupCommitWait off", n)
+	c.finish() // saw 4, nothing queued
+	waitFor(t, 5*time.Second, "the entry done", func() bool {
+		c.b.mu.Lock()
+		defer c.b.mu.Unlock()
+		return c.b.inFlight == 0
+	})
+	c.ft.advance(2 * time.Second) // past one commit time
+	c.submit(1)
+	c.entries(3)
+	c.check([]int{1, 4, 1}, 1, 0)
+}
+
+func TestBatcherDoesNotHoldACommandWhoseDeadlineIsNear(t *testing.T) {
+	c := newClosedLoop(t, time.Minute)
+	c.submit(1)
+	c.entries(1)
+	c.step(3)
+	waitFor(t, 5*time.Second, "a hold", c.held)
+	c.submit(1)
+	c.entries(2)
+	c.step(1) // held for 4 more, up to 1 s
+	waitFor(t, 5*time.Second, "a second hold", c.held)
+	// 1.5 s to go: held to the end, with a commit of 1 s, it would be
+	// late. It ends the hold.
+	c.submitWithin(1, 1500*time.Millisecond)
+	c.entries(3)
+	// The same when it is already queued as the entry in flight is done.
+	c.submitWithin(1, 2500*time.Millisecond)
+	c.queued(1)
+	c.finish() // a hold for 2 more would end 1 s from now; then 1 s to commit
+	c.entries(4)
+	c.check([]int{1, 4, 2, 1}, 2, 0)
+}
+
+func TestBatcherDoesNotHoldWithoutWait(t *testing.T) {
+	c := newClosedLoop(t, 0)
+	c.submit(1)
+	c.entries(1)
+	c.step(2)
+	c.entries(2)
+	c.check([]int{1, 2}, 0, 0)
+	// A negative Config.GroupCommitWait is off, and stays negative
+	// through the defaults.
+	if w := (Config{GroupCommitWait: -1}).withDefaults().GroupCommitWait; w != -1 {
+		t.Errorf("GroupCommitWait -1 became %v", w)
+	}
+	if b := newCommitBatcher(nil, -1); b.wait != 0 {
+		t.Errorf("newCommitBatcher(-1).wait = %v, want 0 (off)", b.wait)
 	}
 }

@@ -158,17 +158,20 @@ type Config struct {
 	// Default 5s.
 	CommitTimeout time.Duration
 
-	// GroupCommitWait bounds how long the leader holds a commit back so
-	// that the commits it expects share its log entry. After each entry
+	// GroupCommitWait bounds how long the leader holds commits back so
+	// that the commits it expects share their log entry. After each entry
 	// the leader knows how many commands that entry saw (carried, or
 	// queued while it was in flight); while fewer are queued, the next
-	// entry waits for more, no longer than the last entry took to commit
-	// nor than GroupCommitWait. Clients that commit again soon after their
-	// answer then share entries instead of splitting into two groups that
-	// take turns, which halves the entries (and fsyncs) for the same
-	// commits; a hold that runs out makes the next ones rarer, so clients
-	// that do not come back quickly see at most an occasional delay.
-	// Default 2ms; negative holds nothing back.
+	// entry waits for more, until the last entry's commit time (and no
+	// more than GroupCommitWait) has passed since it was done. Clients
+	// that commit again soon after their answer then share entries
+	// instead of splitting into two groups that take turns, which halves
+	// the entries (and fsyncs) for the same commits. A hold that runs out
+	// before half of the commands it waited for came makes the next holds
+	// rarer (1, 2, 4 ... 64 are skipped), so clients that do not come back
+	// that quickly see at most an occasional delay; a command whose
+	// deadline is near is not held. Default 2ms; negative holds nothing
+	// back.
 	GroupCommitWait time.Duration
 
 	// ReadWait bounds how long a read-your-writes read waits for the local

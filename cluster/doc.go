@@ -8,8 +8,9 @@
 // multiplexed connections; on the leader, commits that arrive while a log
 // entry is in flight queue up and share the next entry (an fsm batch),
 // each getting its own result; a short queue waits briefly for the
-// commits the last entry predicts ([Config.GroupCommitWait]). The raft log lives in hashicorp/raft-wal
-// segments under the data dir (or in bolt, see [Config.LogStore]); raft's
+// commits the last entry predicts ([Config.GroupCommitWait]). The raft
+// log lives in hashicorp/raft-wal segments under the data dir (or in
+// bolt, see [Config.LogStore]); raft's
 // stable store is bolt. Reads are served from the local replica: a
 // read-your-writes read waits (bounded) until the replica has applied the
 // client's last write and otherwise reads on the leader; a linearizable

@@ -82,11 +82,8 @@ type Config struct {
 	TrailingLogs      uint64        // -trailing-logs
 	SnapshotInterval  time.Duration // -snapshot-interval
 	ExpireInterval    time.Duration // -expire-interval
-	// GroupCommitWait is -group-commit-wait (cluster.Config.GroupCommitWait):
-	// 0 takes the cluster's default, negative holds nothing back (the
-	// flag's 0).
-	GroupCommitWait time.Duration
-	ShutdownTimeout time.Duration // -shutdown-timeout: bound on draining requests
+	GroupCommitWait   time.Duration // -group-commit-wait: 0 takes the cluster's default; negative (the flag's 0) is off
+	ShutdownTimeout   time.Duration // -shutdown-timeout: bound on draining requests
 
 	LogLevel slog.Level // -log-level: debug, info, warn or error
 
