@@ -385,6 +385,19 @@ func (c *closedLoop) step(n int) {
 	c.finish()
 }
 
+// inFlight leaves an entry of n > 1 commands in flight, the way a closed
+// loop gets there: a first entry of one, n-1 commands queued behind it
+// and held, and one more that fills the hold.
+func (c *closedLoop) inFlight(n int) {
+	c.t.Helper()
+	c.submit(1)
+	c.entries(1)
+	c.step(n - 1)
+	waitFor(c.t, 5*time.Second, "a hold", c.held)
+	c.submit(1)
+	c.entries(2)
+}
+
 // held says whether the batcher holds its queue, once it settles.
 func (c *closedLoop) held() bool {
 	c.b.mu.Lock()
@@ -485,13 +498,8 @@ func TestBatcherHoldThatGainsHalfIsNoMiss(t *testing.T) {
 		{4, 2, false}, {5, 2, true}, {5, 3, false}, {2, 0, true},
 	} {
 		c := newClosedLoop(t, time.Minute)
-		c.submit(1)
-		c.entries(1)
-		c.step(tc.saw - 1) // held for 1 more
-		waitFor(t, 5*time.Second, "a hold", c.held)
-		c.submit(1)
-		c.entries(2) // an entry of tc.saw
-		c.step(1)    // held for tc.saw more
+		c.inFlight(tc.saw)
+		c.step(1) // held for tc.saw more
 		waitFor(t, 5*time.Second, "a second hold", c.held)
 		c.submit(tc.gained)
 		c.queued(1 + tc.gained)
@@ -522,12 +530,7 @@ func TestBatcherFullQueueEndsAHold(t *testing.T) {
 
 func TestBatcherDoesNotHoldLongAfterTheLastEntry(t *testing.T) {
 	c := newClosedLoop(t, time.Minute)
-	c.submit(1)
-	c.entries(1)
-	c.step(3)
-	waitFor(t, 5*time.Second, "a hold", c.held)
-	c.submit(1)
-	c.entries(2)
+	c.inFlight(4)
 	c.finish() // saw 4, nothing queued
 	waitFor(t, 5*time.Second, "the entry done", func() bool {
 		c.b.mu.Lock()
@@ -542,12 +545,7 @@ func TestBatcherDoesNotHoldLongAfterTheLastEntry(t *testing.T) {
 
 func TestBatcherDoesNotHoldACommandWhoseDeadlineIsNear(t *testing.T) {
 	c := newClosedLoop(t, time.Minute)
-	c.submit(1)
-	c.entries(1)
-	c.step(3)
-	waitFor(t, 5*time.Second, "a hold", c.held)
-	c.submit(1)
-	c.entries(2)
+	c.inFlight(4)
 	c.step(1) // held for 4 more, up to 1 s
 	waitFor(t, 5*time.Second, "a second hold", c.held)
 	// 1.5 s to go: held to the end, with a commit of 1 s, it would be
