@@ -38,8 +38,8 @@ const maxHoldBackoff = 64
 // When an entry is done, the queue may hold fewer commands than the entry
 // saw (those it carried and those that queued meanwhile): the callers it
 // just answered are often about to commit again. The queue is then held
-// until it has as many, but no longer than that entry's commit time (and
-// wait) after the entry was done. Without it, a few clients that each
+// until it has as many, but no longer than that entry's commit time
+// (capped at wait) after the entry was done. Without it, a few clients that each
 // commit again soon after their answer split into two groups, one in
 // flight while the other queues, and every entry carries half of them:
 // twice the entries, each with its fsyncs, for the same commands. A hold
@@ -210,7 +210,7 @@ func (b *commitBatcher) holdRanOut(gen uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.hold == nil || gen != b.holdGen {
-		return // ended by a command that filled the queue
+		return // ended by a later command
 	}
 	b.endHoldLocked()
 	gained, short := len(b.queue)-b.holdFrom, b.expect-b.holdFrom
