@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/raftsession/raftsession/fsm"
@@ -82,9 +81,8 @@ type commitBatcher struct {
 	// sets it to (doubled each time, reset by a hold that pays).
 	skip, backoff int
 
-	// entries and commands count what went to raft (benchmarks read
-	// them), holds the holds and holdMisses the misses (tests do).
-	entries, commands, holds, holdMisses atomic.Uint64
+	// m counts entries, their commands, holds and misses.
+	m *Metrics
 }
 
 // proposal is one caller's command waiting in a commitBatcher.
@@ -98,8 +96,8 @@ type proposal struct {
 	err  error
 }
 
-func newCommitBatcher(apply func([]byte, time.Duration) (any, error), wait time.Duration) *commitBatcher {
-	return &commitBatcher{apply: apply, wait: max(wait, 0), clock: time.Now,
+func newCommitBatcher(apply func([]byte, time.Duration) (any, error), wait time.Duration, m *Metrics) *commitBatcher {
+	return &commitBatcher{apply: apply, wait: max(wait, 0), m: m, clock: time.Now,
 		afterFunc: func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }}
 }
 
@@ -189,7 +187,7 @@ func (b *commitBatcher) holdLocked(full bool) bool {
 		b.skip--
 		return false
 	}
-	b.holds.Add(1)
+	b.m.Holds.Add(1)
 	b.holdGen++
 	b.holdFrom = len(b.queue)
 	gen := b.holdGen
@@ -216,7 +214,7 @@ func (b *commitBatcher) holdRanOut(gen uint64) {
 	gained, short := len(b.queue)-b.holdFrom, b.expect-b.holdFrom
 	b.expect = len(b.queue) // what came is what goes: no second hold
 	if 2*gained < short {
-		b.holdMisses.Add(1)
+		b.m.HoldMisses.Add(1)
 		b.backoff = min(max(2*b.backoff, 1), maxHoldBackoff)
 		b.skip = b.backoff
 	} else {
@@ -286,8 +284,8 @@ func (b *commitBatcher) commit(batch []*proposal) {
 		}
 		return
 	}
-	b.entries.Add(1)
-	b.commands.Add(uint64(len(live)))
+	b.m.Entries.Add(1)
+	b.m.EntryCommands.Add(uint64(len(live)))
 	resp, err := b.apply(data, timeout)
 	r, ok := resp.(*fsm.Result)
 	for i, p := range live {
@@ -307,7 +305,7 @@ func (b *commitBatcher) commit(batch []*proposal) {
 }
 
 func (b *commitBatcher) applyOne(p *proposal, timeout time.Duration) {
-	b.entries.Add(1)
-	b.commands.Add(1)
+	b.m.Entries.Add(1)
+	b.m.EntryCommands.Add(1)
 	p.resp, p.err = b.apply(p.cmd, timeout)
 }

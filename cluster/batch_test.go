@@ -75,7 +75,7 @@ func incrBy(id, key string, by int64) *session.Change {
 
 func TestBatcherGivesEachCallerItsOwnResult(t *testing.T) {
 	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{})}
-	b := newCommitBatcher(fr.apply, 0)
+	b := newCommitBatcher(fr.apply, 0, new(Metrics))
 	if _, err := b.submit(mustEncode(t, &session.Change{ID: "s", Create: true, Delta: session.Delta{IdleTimeout: time.Hour, Lifetime: time.Hour}}), time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -124,14 +124,14 @@ func TestBatcherGivesEachCallerItsOwnResult(t *testing.T) {
 			t.Errorf("caller %d: got %+v, want its own increment's value %d", i, o.r, i+1)
 		}
 	}
-	if got, want := b.entries.Load(), uint64(3); got != want {
+	if got, want := b.m.Entries.Load(), uint64(3); got != want {
 		t.Errorf("entries: got %d, want %d", got, want)
 	}
 }
 
 func TestBatcherFailsEveryCallerOfAFailedEntry(t *testing.T) {
 	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{}), fail: raft.ErrNotLeader}
-	b := newCommitBatcher(fr.apply, 0)
+	b := newCommitBatcher(fr.apply, 0, new(Metrics))
 	errs := make([]error, 6)
 	var wg sync.WaitGroup
 	for i := range errs {
@@ -156,7 +156,7 @@ func TestBatcherFailsEveryCallerOfAFailedEntry(t *testing.T) {
 
 func TestBatcherDoesNotHoldSmallCommandsBehindALargeOne(t *testing.T) {
 	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
-	b := newCommitBatcher(fr.apply, 0)
+	b := newCommitBatcher(fr.apply, 0, new(Metrics))
 	var wg sync.WaitGroup
 	go1 := func(c *session.Change) {
 		wg.Add(1)
@@ -216,7 +216,7 @@ func TestConcurrentCommitsShareEntries(t *testing.T) {
 	if len(all) != workers*each {
 		t.Fatalf("%d increments acknowledged, want %d", len(all), workers*each)
 	}
-	entries, cmds := leader.batch.entries.Load(), leader.batch.commands.Load()
+	entries, cmds := leader.metrics.Entries.Load(), leader.metrics.EntryCommands.Load()
 	t.Logf("%d commands in %d entries", cmds, entries)
 	if cmds <= entries {
 		t.Errorf("no entry carried more than one command (%d commands, %d entries)", cmds, entries)
@@ -317,7 +317,7 @@ type closedLoop struct {
 func newClosedLoop(t *testing.T, wait time.Duration) *closedLoop {
 	fr := &fakeRaft{t: t, f: fsm.New(fsm.Config{}), release: make(chan struct{})}
 	ft := &fakeTime{now: time.Unix(1_000_000, 0)}
-	b := newCommitBatcher(fr.apply, wait)
+	b := newCommitBatcher(fr.apply, wait, new(Metrics))
 	b.clock, b.afterFunc = ft.clock, ft.afterFunc
 	c := &closedLoop{t: t, b: b, fr: fr, ft: ft}
 	t.Cleanup(func() {
@@ -410,10 +410,10 @@ func (c *closedLoop) check(sizes []int, holds, misses uint64) {
 	if got := c.fr.entrySizes(); !slices.Equal(got, sizes) {
 		c.t.Errorf("commands per entry: got %v, want %v", got, sizes)
 	}
-	if got := c.b.holds.Load(); got != holds {
+	if got := c.b.m.Holds.Load(); got != holds {
 		c.t.Errorf("holds: got %d, want %d", got, holds)
 	}
-	if got := c.b.holdMisses.Load(); got != misses {
+	if got := c.b.m.HoldMisses.Load(); got != misses {
 		c.t.Errorf("missed holds: got %d, want %d", got, misses)
 	}
 }
@@ -467,12 +467,12 @@ func TestBatcherMissedHoldsBackOff(t *testing.T) {
 	// short of what the entry saw. The hold, if any, then runs out with
 	// nobody coming (a miss), except in round 6, where it fills.
 	for round := 1; round <= 9; round++ {
-		before := c.b.holds.Load()
+		before := c.b.m.Holds.Load()
 		c.step(2)
 		waitFor(t, 5*time.Second, "the queue held or proposed", func() bool {
 			return c.held() || len(c.fr.entrySizes()) == round+1
 		})
-		if c.b.holds.Load() > before {
+		if c.b.m.Holds.Load() > before {
 			if round == 6 {
 				c.submit(2)
 			} else {
@@ -480,7 +480,7 @@ func TestBatcherMissedHoldsBackOff(t *testing.T) {
 			}
 		}
 		c.entries(round + 1)
-		holds = append(holds, c.b.holds.Load())
+		holds = append(holds, c.b.m.Holds.Load())
 	}
 	// Held (miss: skip 1), skipped, held (miss: skip 2), skipped twice,
 	// held and filled (backoff reset), held (miss: skip 1), skipped, held.
@@ -572,7 +572,7 @@ func TestBatcherDoesNotHoldWithoutWait(t *testing.T) {
 	if w := (Config{GroupCommitWait: -1}).withDefaults().GroupCommitWait; w != -1 {
 		t.Errorf("GroupCommitWait -1 became %v", w)
 	}
-	if b := newCommitBatcher(nil, -1); b.wait != 0 {
+	if b := newCommitBatcher(nil, -1, new(Metrics)); b.wait != 0 {
 		t.Errorf("newCommitBatcher(-1).wait = %v, want 0 (off)", b.wait)
 	}
 }

@@ -66,11 +66,11 @@ func benchCommit(b *testing.B, nodes []*Node) {
 		}
 		for _, p := range paths {
 			b.Run(fmt.Sprintf("%s/c=%d", p.name, conc), func(b *testing.B) {
-				entries, commands := leader.batch.entries.Load(), leader.batch.commands.Load()
+				entries, commands := leader.metrics.Entries.Load(), leader.metrics.EntryCommands.Load()
 				runConcurrently(b, conc, p.commit)
 				if p.name != "raw" {
-					if e := leader.batch.entries.Load() - entries; e > 0 {
-						b.ReportMetric(float64(leader.batch.commands.Load()-commands)/float64(e), "cmds/entry")
+					if e := leader.metrics.Entries.Load() - entries; e > 0 {
+						b.ReportMetric(float64(leader.metrics.EntryCommands.Load()-commands)/float64(e), "cmds/entry")
 					}
 				}
 			})

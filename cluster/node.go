@@ -119,7 +119,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.releaseMemory = acquireMemoryPolicy(cfg.MemoryLimit, n.log)
-	n.batch = newCommitBatcher(n.raftApply, n.cfg.GroupCommitWait)
+	n.batch = newCommitBatcher(n.raftApply, n.cfg.GroupCommitWait, &n.metrics)
 	ok := false
 	defer func() {
 		if !ok {

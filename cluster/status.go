@@ -119,6 +119,12 @@ type Metrics struct {
 	// failed TLS handshakes, senders that may not make the request, the
 	// connection limit, unknown protocols.
 	Refused atomic.Uint64
+	// Entries and EntryCommands count the log entries this node's group
+	// commit proposed as leader and the commands they carried. Holds
+	// counts its holds for expected commits (Config.GroupCommitWait) and
+	// HoldMisses those that ran out before half of what they waited for
+	// came.
+	Entries, EntryCommands, Holds, HoldMisses atomic.Uint64
 	// CommitLatency counts commits by latency bucket (see LatencyBuckets).
 	CommitLatency [len(LatencyBuckets) + 1]atomic.Uint64
 	commitNanos   atomic.Uint64

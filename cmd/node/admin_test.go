@@ -64,7 +64,8 @@ func TestAdminEndpoints(t *testing.T) {
 		"raftsession_sessions 1", "raftsession_commits_total", "raftsession_commit_duration_seconds_bucket",
 		"raftsession_forwarded_total", "raftsession_read_waits_total", "raftsession_read_fallbacks_total",
 		"raftsession_node_port_refused_total", "raftsession_commit_retries_total",
-		"raft_commitTime", "go_goroutines"} {
+		"raftsession_batch_entries_total", "raftsession_batch_commands_total", "raftsession_batch_holds_total",
+		"raftsession_batch_hold_misses_total", "raft_commitTime", "go_goroutines"} {
 		if !strings.Contains(r.body, name) {
 			t.Errorf("metrics lack %s", name)
 		}

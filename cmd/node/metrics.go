@@ -35,6 +35,8 @@ type nodeCollector struct {
 	fallbacks *prometheus.Desc
 	refused   *prometheus.Desc
 	retries   *prometheus.Desc
+
+	entries, entryCmds, holds, holdMisses *prometheus.Desc
 }
 
 func newNodeCollector(node *cluster.Node, keys func() int) *nodeCollector {
@@ -42,32 +44,37 @@ func newNodeCollector(node *cluster.Node, keys func() int) *nodeCollector {
 		return prometheus.NewDesc("raftsession_"+name, help, labels, nil)
 	}
 	return &nodeCollector{
-		node:      node,
-		keys:      keys,
-		state:     d("raft_state", "1 for the raft state this node is in.", "state"),
-		leader:    d("raft_leader", "1 if this node is the raft leader."),
-		term:      d("raft_term", "Current raft term."),
-		applied:   d("raft_applied_index", "Last log index applied to the local session state."),
-		commit:    d("raft_commit_index", "Raft commit index as this node knows it."),
-		last:      d("raft_last_index", "Last index in the local raft log."),
-		contact:   d("raft_last_contact_seconds", "Seconds since the last contact with the leader (0 on the leader)."),
-		members:   d("raft_members", "Servers in the raft configuration by role.", "role"),
-		sess:      d("sessions", "Sessions held by the local replica (including expired ones not yet removed)."),
-		signing:   d("signing_keys", "Cookie signing keys in use."),
-		commits:   d("commits_total", "Commits attempted through this node."),
-		commitErr: d("commit_errors_total", "Commits through this node that failed (rejections are not failures)."),
-		latency:   d("commit_duration_seconds", "Latency of commits through this node."),
-		forwarded: d("forwarded_total", "Commits forwarded to the leader."),
-		waits:     d("read_waits_total", "Read-your-writes reads that waited for the local replica to catch up."),
-		fallbacks: d("read_fallbacks_total", "Read-your-writes reads that then went to the leader."),
-		retries:   d("commit_retries_total", "Commits whose outcome was unknown (reply lost) and were retried under the same request number, applied at most once."),
-		refused:   d("node_port_refused_total", "Node-to-node connections and requests refused: failed authentication, a sender not allowed the request, the connection limit, garbage."),
+		node:       node,
+		keys:       keys,
+		state:      d("raft_state", "1 for the raft state this node is in.", "state"),
+		leader:     d("raft_leader", "1 if this node is the raft leader."),
+		term:       d("raft_term", "Current raft term."),
+		applied:    d("raft_applied_index", "Last log index applied to the local session state."),
+		commit:     d("raft_commit_index", "Raft commit index as this node knows it."),
+		last:       d("raft_last_index", "Last index in the local raft log."),
+		contact:    d("raft_last_contact_seconds", "Seconds since the last contact with the leader (0 on the leader)."),
+		members:    d("raft_members", "Servers in the raft configuration by role.", "role"),
+		sess:       d("sessions", "Sessions held by the local replica (including expired ones not yet removed)."),
+		signing:    d("signing_keys", "Cookie signing keys in use."),
+		commits:    d("commits_total", "Commits attempted through this node."),
+		commitErr:  d("commit_errors_total", "Commits through this node that failed (rejections are not failures)."),
+		latency:    d("commit_duration_seconds", "Latency of commits through this node."),
+		forwarded:  d("forwarded_total", "Commits forwarded to the leader."),
+		waits:      d("read_waits_total", "Read-your-writes reads that waited for the local replica to catch up."),
+		fallbacks:  d("read_fallbacks_total", "Read-your-writes reads that then went to the leader."),
+		retries:    d("commit_retries_total", "Commits whose outcome was unknown (reply lost) and were retried under the same request number, applied at most once."),
+		entries:    d("batch_entries_total", "Log entries this node's group commit proposed as leader."),
+		entryCmds:  d("batch_commands_total", "Commands those entries carried."),
+		holds:      d("batch_holds_total", "Times the leader held its queue for commits it expected (-group-commit-wait)."),
+		holdMisses: d("batch_hold_misses_total", "Holds that ran out before half of the commits they waited for came; misses in a row skip the next holds."),
+		refused:    d("node_port_refused_total", "Node-to-node connections and requests refused: failed authentication, a sender not allowed the request, the connection limit, garbage."),
 	}
 }
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.leader, c.term, c.applied, c.commit, c.last, c.contact,
-		c.members, c.sess, c.signing, c.commits, c.commitErr, c.latency, c.forwarded, c.waits, c.fallbacks, c.refused, c.retries} {
+		c.members, c.sess, c.signing, c.commits, c.commitErr, c.latency, c.forwarded, c.waits, c.fallbacks, c.refused, c.retries,
+		c.entries, c.entryCmds, c.holds, c.holdMisses} {
 		ch <- d
 	}
 }
@@ -113,6 +120,10 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.fallbacks, m.ReadFallbacks.Load())
 	counter(c.refused, m.Refused.Load())
 	counter(c.retries, m.CommitRetries.Load())
+	counter(c.entries, m.Entries.Load())
+	counter(c.entryCmds, m.EntryCommands.Load())
+	counter(c.holds, m.Holds.Load())
+	counter(c.holdMisses, m.HoldMisses.Load())
 	buckets := make(map[float64]uint64, len(cluster.LatencyBuckets))
 	var cum uint64
 	for i, le := range cluster.LatencyBuckets {
