@@ -38,12 +38,12 @@ const maxHoldBackoff = 64
 // saw (those it carried and those that queued meanwhile): the callers it
 // just answered are often about to commit again. The queue is then held
 // until it has as many, but no longer than that entry's commit time
-// (capped at wait) after the entry was done. Without it, a few clients that each
-// commit again soon after their answer split into two groups, one in
-// flight while the other queues, and every entry carries half of them:
-// twice the entries, each with its fsyncs, for the same commands. A hold
-// that runs out before half of the commands it waited for came is a miss,
-// and misses in a row skip 1, 2, 4 ... up to maxHoldBackoff holds.
+// (capped at wait) after the entry was done. Without it, a few clients
+// that each commit again soon after their answer split into two groups,
+// one in flight while the other queues, and every entry carries half of
+// them: twice the entries, each with its fsyncs, for the same commands. A
+// hold that runs out before half of the commands it waited for came is a
+// miss, and misses in a row skip 1, 2, 4 ... up to maxHoldBackoff holds.
 //
 // Its only goroutine is a hold's timer, which starts the held queue: the
 // caller whose command heads a batch applies that batch for everyone in
@@ -155,7 +155,8 @@ func (b *commitBatcher) dispatchLocked() {
 // ends a hold when the queue has what it waited for (or is full), or when
 // the command that just came could not wait; it starts one when the queue
 // is short of what the last entry saw, that entry was done less than its
-// commit time (and b.wait) ago, and no queued command's deadline is near.
+// commit time (capped at b.wait) ago, and no queued command's deadline is
+// near.
 func (b *commitBatcher) holdLocked(full bool) bool {
 	if b.hold != nil {
 		last := b.queue[len(b.queue)-1]
