@@ -168,8 +168,8 @@ type Config struct {
 	// instead of splitting into two groups that take turns, which halves
 	// the entries (and fsyncs) for the same commits. A hold that runs out
 	// before half of the commands it waited for came makes the next holds
-	// rarer (1, 2, 4 ... 64 are skipped), so clients that do not come back
-	// that quickly see at most an occasional delay; a command whose
+	// rarer (1, 2, 4 ... 64 are skipped), and a hold adds at most one
+	// commit time (capped at GroupCommitWait) to a commit; a command whose
 	// deadline is near is not held. Default 2ms; negative holds nothing
 	// back.
 	GroupCommitWait time.Duration

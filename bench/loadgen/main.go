@@ -1,7 +1,7 @@
 // Command loadgen drives the benchmark workloads of scripts/bench against
 // raftsession's cmd/node and the scs peers, and measures the scale figures.
 //
-//	loadgen run      -targets a,b,c -workload w1|w2|w3 -conns N -duration 10s -warmup 3s
+//	loadgen run      -targets a,b,c -workload w1|w2|w3 -conns N -duration 10s -warmup 3s [-think 5ms]
 //	loadgen fill     -targets a,b,c -count 1000000 -size 1024 -cookies file
 //	loadgen probe    -target a -cookie sid=... -since UNIXNANO
 //	loadgen failover -kill-pid P -targets b,c

@@ -58,6 +58,7 @@ func cmdRun(args []string) error {
 	warmup := fs.Duration("warmup", 3*time.Second, "unmeasured warm-up before the run")
 	sessions := fs.Int("sessions", 0, "w1: distinct sessions read (0 = one per connection)")
 	timeout := fs.Duration("timeout", 10*time.Second, "per-request timeout")
+	think := fs.Duration("think", 0, "pause of each connection after an answer, before its next request")
 	system := fs.String("system", "", "label stored in the result")
 	runIdx := fs.Int("run", 1, "run number stored in the result")
 	out := fs.String("out", "", "append the JSON result to this file (also printed)")
@@ -73,6 +74,7 @@ func cmdRun(args []string) error {
 	if err != nil {
 		return err
 	}
+	wl.think = *think
 	if *warmup > 0 {
 		if _, err := wl.phase(*warmup); err != nil {
 			return fmt.Errorf("warm-up: %w", err)
@@ -115,6 +117,7 @@ type workload struct {
 	conns    int
 	sessions int
 	timeout  time.Duration
+	think    time.Duration // pause after each answer
 }
 
 func newWorkload(name string, targets []string, conns, sessions int, timeout time.Duration) (*workload, error) {
@@ -253,6 +256,9 @@ func (w *workload) phase(d time.Duration) (Result, error) {
 					tl.ok++
 				} else {
 					tl.non2xx++
+				}
+				if w.think > 0 {
+					time.Sleep(w.think)
 				}
 			}
 		}()
