@@ -165,7 +165,7 @@ func (b *commitBatcher) holdLocked(full bool) bool {
 			b.endHoldLocked()
 			b.backoff = 0 // the hold paid
 			return false
-		case b.soon(last):
+		case b.soon(last, b.holdEnd):
 			b.endHoldLocked()
 			return false
 		}
@@ -180,8 +180,7 @@ func (b *commitBatcher) holdLocked(full bool) bool {
 		b.expect = 0 // too long ago to predict this queue
 		return false
 	}
-	b.holdEnd = end
-	if slices.ContainsFunc(b.queue, b.soon) {
+	if slices.ContainsFunc(b.queue, func(p *proposal) bool { return b.soon(p, end) }) {
 		return false
 	}
 	if b.skip > 0 {
@@ -190,16 +189,16 @@ func (b *commitBatcher) holdLocked(full bool) bool {
 	}
 	b.m.Holds.Add(1)
 	b.holdGen++
-	b.holdFrom = len(b.queue)
+	b.holdFrom, b.holdEnd = len(b.queue), end
 	gen := b.holdGen
 	b.hold = b.afterFunc(end.Sub(now), func() { b.holdRanOut(gen) })
 	return true
 }
 
 // soon says whether p's deadline is too near for a hold that ends at
-// b.holdEnd: held, it might not commit in time.
-func (b *commitBatcher) soon(p *proposal) bool {
-	return p.deadline.Before(b.holdEnd.Add(b.lastCommit))
+// end: held, it might not commit in time.
+func (b *commitBatcher) soon(p *proposal, end time.Time) bool {
+	return p.deadline.Before(end.Add(b.lastCommit))
 }
 
 // holdRanOut starts a held queue whose hold gen ran out. A hold that
