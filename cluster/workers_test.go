@@ -21,11 +21,17 @@ func newTestPool(t *testing.T, idleFor time.Duration) (*workerPool, func()) {
 	return p, closePool
 }
 
-// runAndWait runs one task on p and waits for it to finish.
-func runAndWait(p *workerPool) {
+// runAndWait runs one task on p and waits for it to finish; a task the
+// pool lost fails the test instead of hanging it.
+func runAndWait(t *testing.T, p *workerPool) {
+	t.Helper()
 	done := make(chan struct{})
 	p.run(func() { close(done) })
-	<-done
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a task handed to the pool never ran")
+	}
 }
 
 func waitWorkers(t *testing.T, p *workerPool, want int32, keepBusy func()) {
@@ -42,7 +48,7 @@ func waitWorkers(t *testing.T, p *workerPool, want int32, keepBusy func()) {
 func TestWorkerPoolReusesWorkers(t *testing.T) {
 	p, _ := newTestPool(t, time.Minute)
 	for range 100 {
-		runAndWait(p)
+		runAndWait(t, p)
 	}
 	// A worker puts itself on the idle list just after its task ends:
 	// at most a second one starts while the first is on its way back.
@@ -77,7 +83,7 @@ func TestWorkerPoolSurplusExpiresUnderTrickle(t *testing.T) {
 	// One task every 5 ms: each of 8 workers taken in turn would be used
 	// every 40 ms, well inside idleFor.
 	waitWorkers(t, p, 1, func() {
-		runAndWait(p)
+		runAndWait(t, p)
 		time.Sleep(5 * time.Millisecond)
 	})
 }
@@ -88,7 +94,7 @@ func TestWorkerPoolStops(t *testing.T) {
 	for range 4 {
 		p.run(func() { <-release })
 	}
-	runAndWait(p)
+	runAndWait(t, p)
 	close(release)
 	closePool() // waits for every worker to exit
 	if n := p.n.Load(); n != 0 {
@@ -100,7 +106,7 @@ func TestWorkerPoolStops(t *testing.T) {
 func TestWorkerPoolHandOverRace(t *testing.T) {
 	p, _ := newTestPool(t, time.Microsecond)
 	for i := range 2000 {
-		runAndWait(p)
+		runAndWait(t, p)
 		if i%100 == 0 {
 			time.Sleep(time.Millisecond)
 		}
