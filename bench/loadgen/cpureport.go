@@ -39,10 +39,9 @@ func cmdCPUReport(args []string) error {
 	b.WriteString("| workload | conns | req/s | commands per raft entry | CPU µs per response: leader | followers | 3 nodes | load generator | system calls per response (3 nodes): reads | writes |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range runs {
-		var total, reads, writes float64
+		var reads, writes float64
 		var followers []string
 		for i, p := range r.Procs {
-			total += p.CPUus
 			reads += p.Reads
 			writes += p.Writes
 			if i > 0 {
@@ -54,19 +53,15 @@ func cmdCPUReport(args []string) error {
 			cmdsPerEntry = fmt.Sprintf("%.1f", float64(r.OK)/float64(r.Entries))
 		}
 		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f |\n", strings.ToUpper(r.Workload), r.Conns,
-			num(r.RPS), cmdsPerEntry, num(r.Procs[0].CPUus), strings.Join(followers, " / "), num(total), num(r.LoadgenCPUus), reads, writes)
+			num(r.RPS), cmdsPerEntry, num(r.Procs[0].CPUus), strings.Join(followers, " / "), num(nodesCPU(r)), num(r.LoadgenCPUus), reads, writes)
 	}
 	b.WriteString("\n")
 	for _, w := range []string{"w2", "w3"} {
 		var xs, ys []float64 // raft entries per response, 3-node CPU µs per response
 		for _, r := range runs {
 			if r.Workload == w && r.Entries > 0 {
-				var total float64
-				for _, p := range r.Procs {
-					total += p.CPUus
-				}
 				xs = append(xs, float64(r.Entries)/float64(r.OK))
-				ys = append(ys, total)
+				ys = append(ys, nodesCPU(r))
 			}
 		}
 		if len(xs) < 2 || slices.Min(xs) == slices.Max(xs) {
@@ -77,6 +72,15 @@ func cmdCPUReport(args []string) error {
 			strings.ToUpper(w), len(xs), num(perResp), num(perEntry))
 	}
 	return replaceSection(*doc, *marker, b.String())
+}
+
+// nodesCPU is the CPU per response of all the watched nodes together.
+func nodesCPU(r Result) float64 {
+	var total float64
+	for _, p := range r.Procs {
+		total += p.CPUus
+	}
+	return total
 }
 
 // fitLine returns the intercept and slope of the least-squares line
