@@ -36,24 +36,10 @@ func cmdCPUReport(args []string) error {
 	if err != nil {
 		return err
 	}
-	b.WriteString("| workload | conns | req/s | commands per raft entry | CPU µs per response: leader | followers | 3 nodes | load generator | system calls per response (3 nodes): reads | writes |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| workload | conns | req/s | commands per raft entry | CPU µs per response: leader | followers | 3 nodes | load generator | system calls per response (3 nodes): reads | writes | waiting for a core, µs per response: 3 nodes (threads waiting) | load generator |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range runs {
-		var reads, writes float64
-		var followers []string
-		for i, p := range r.Procs {
-			reads += p.Reads
-			writes += p.Writes
-			if i > 0 {
-				followers = append(followers, num(p.CPUus))
-			}
-		}
-		cmdsPerEntry := "–"
-		if r.Entries > 0 && r.Workload != "w1" {
-			cmdsPerEntry = fmt.Sprintf("%.1f", float64(r.OK)/float64(r.Entries))
-		}
-		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f |\n", strings.ToUpper(r.Workload), r.Conns,
-			num(r.RPS), cmdsPerEntry, num(r.Procs[0].CPUus), strings.Join(followers, " / "), num(nodesCPU(r)), num(r.LoadgenCPUus), reads, writes)
+		b.WriteString(cpuRow(r))
 	}
 	b.WriteString("\n")
 	for _, w := range []string{"w2", "w3"} {
@@ -74,6 +60,35 @@ func cmdCPUReport(args []string) error {
 	return replaceSection(*doc, *marker, b.String())
 }
 
+// cpuRow is the table row of one run made with -watch (leader first).
+func cpuRow(r Result) string {
+	var reads, writes float64
+	var followers []string
+	for i, p := range r.Procs {
+		reads += p.Reads
+		writes += p.Writes
+		if i > 0 {
+			followers = append(followers, num(p.CPUus))
+		}
+	}
+	cmdsPerEntry := "–"
+	if r.Entries > 0 && r.Workload != "w1" {
+		cmdsPerEntry = fmt.Sprintf("%.1f", float64(r.OK)/float64(r.Entries))
+	}
+	nodesWait, loadgenWait := "–", "–"
+	if w, ok := nodesWaitUS(r); ok {
+		// µs per response × responses per second = µs of waiting per
+		// second: how many threads waited for a core on average.
+		nodesWait = fmt.Sprintf("%s (%.1f)", num(w), w*r.RPS/1e6)
+	}
+	if r.LoadgenWaitUS != nil {
+		loadgenWait = num(*r.LoadgenWaitUS)
+	}
+	return fmt.Sprintf("| %s | %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %s | %s |\n", strings.ToUpper(r.Workload), r.Conns,
+		num(r.RPS), cmdsPerEntry, num(r.Procs[0].CPUus), strings.Join(followers, " / "), num(nodesCPU(r)), num(r.LoadgenCPUus), reads, writes,
+		nodesWait, loadgenWait)
+}
+
 // nodesCPU is the CPU per response of all the watched nodes together.
 func nodesCPU(r Result) float64 {
 	var total float64
@@ -81,6 +96,18 @@ func nodesCPU(r Result) float64 {
 		total += p.CPUus
 	}
 	return total
+}
+
+// nodesWaitUS is the run-queue wait per response of all the watched nodes
+// together; ok is false when any of them has none on record.
+func nodesWaitUS(r Result) (total float64, ok bool) {
+	for _, p := range r.Procs {
+		if p.WaitUS == nil {
+			return 0, false
+		}
+		total += *p.WaitUS
+	}
+	return total, len(r.Procs) > 0
 }
 
 // fitLine returns the intercept and slope of the least-squares line

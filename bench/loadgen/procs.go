@@ -19,12 +19,18 @@ type ProcUsage struct {
 	// (/proc/PID/io syscr and syscw) per response.
 	Reads  float64 `json:"reads"`
 	Writes float64 `json:"writes"`
+	// WaitUS is the time the process's threads spent runnable but waiting
+	// for a core, summed over its threads (/proc/PID/task/*/schedstat), in
+	// microseconds per response; nil where the kernel keeps no schedstat.
+	WaitUS *float64 `json:"wait_us,omitempty"`
 }
 
 // procSample is a process's cumulative counters at one instant.
 type procSample struct {
 	cpu           time.Duration
 	reads, writes int64
+	wait          time.Duration
+	waitOK        bool
 }
 
 // clockTick is the unit of /proc/PID/stat's CPU times (USER_HZ), 100 on
@@ -76,7 +82,56 @@ func readProc(pid int) (procSample, error) {
 			s.writes = n
 		}
 	}
+	s.wait, s.waitOK = runqueueWait(pid)
 	return s, nil
+}
+
+// runqueueWait sums, over pid's threads, the time each spent runnable but
+// waiting for a core: the second field of /proc/PID/task/TID/schedstat.
+// A thread that exits takes its share with it; Go's threads seldom do. ok
+// is false when the kernel keeps no schedstat.
+func runqueueWait(pid int) (wait time.Duration, ok bool) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, false
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue // the thread exited meanwhile, or no schedstat
+		}
+		w, err := parseSchedstat(b)
+		if err != nil {
+			return 0, false
+		}
+		wait += w
+		ok = true
+	}
+	return wait, ok
+}
+
+// parseSchedstat returns the run-queue wait of a schedstat line: "time
+// on a core (ns), time runnable but waiting for one (ns), timeslices".
+func parseSchedstat(b []byte) (time.Duration, error) {
+	f := strings.Fields(string(b))
+	if len(f) != 3 {
+		return 0, fmt.Errorf("schedstat: %d fields, want 3", len(f))
+	}
+	n, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("schedstat: bad wait %q", f[1])
+	}
+	return time.Duration(n), nil
+}
+
+// perResponse is d in microseconds per response, or nil when unknown.
+func perResponse(d time.Duration, ok bool, n float64) *float64 {
+	if !ok {
+		return nil
+	}
+	v := float64(d.Microseconds()) / n
+	return &v
 }
 
 func selfCPU() time.Duration {
@@ -93,9 +148,11 @@ type watch struct {
 	pids   []int
 	status string // admin host:port whose /cluster/status gives last_index
 
-	procs []procSample
-	self  time.Duration
-	index uint64
+	procs    []procSample
+	self     time.Duration
+	selfWait time.Duration
+	waitOK   bool
+	index    uint64
 }
 
 func parsePIDs(s string) ([]int, error) {
@@ -120,6 +177,7 @@ func (w *watch) start() error {
 		w.procs = append(w.procs, s)
 	}
 	w.self = selfCPU()
+	w.selfWait, w.waitOK = runqueueWait(os.Getpid())
 	if w.status != "" {
 		st, err := clusterStatus(w.status)
 		if err != nil {
@@ -146,9 +204,12 @@ func (w *watch) stop(res *Result) error {
 		res.Procs = append(res.Procs, ProcUsage{PID: pid,
 			CPUus:  float64((s.cpu - a.cpu).Microseconds()) / n,
 			Reads:  float64(s.reads-a.reads) / n,
-			Writes: float64(s.writes-a.writes) / n})
+			Writes: float64(s.writes-a.writes) / n,
+			WaitUS: perResponse(s.wait-a.wait, s.waitOK && a.waitOK, n)})
 	}
 	res.LoadgenCPUus = float64((selfCPU() - w.self).Microseconds()) / n
+	selfWait, ok := runqueueWait(os.Getpid())
+	res.LoadgenWaitUS = perResponse(selfWait-w.selfWait, ok && w.waitOK, n)
 	if w.status != "" {
 		st, err := clusterStatus(w.status)
 		if err != nil {

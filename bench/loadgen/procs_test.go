@@ -3,6 +3,9 @@ package main
 import (
 	"math"
 	"os"
+	"runtime"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -66,5 +69,71 @@ func TestParsePIDs(t *testing.T) {
 	}
 	if _, err := readProc(1 << 30); err == nil {
 		t.Error("readProc of a pid that cannot exist succeeded")
+	}
+}
+
+func TestParseSchedstat(t *testing.T) {
+	w, err := parseSchedstat([]byte("123456 7890123 42\n"))
+	if err != nil || w != 7890123*time.Nanosecond {
+		t.Fatalf("parseSchedstat = %v, %v; want 7.890123ms", w, err)
+	}
+	for _, bad := range []string{"", "1 2", "1 2 3 4", "1 x 3", "1 -2 3"} {
+		if _, err := parseSchedstat([]byte(bad)); err == nil {
+			t.Errorf("parseSchedstat(%q) accepted", bad)
+		}
+	}
+}
+
+// TestRunqueueWaitCountsThreadsWaitingForACore runs twice as many spinning
+// threads as there are cores: whatever the machine, half of them wait at
+// any moment, and the wait must show up summed over the threads.
+func TestRunqueueWaitCountsThreadsWaitingForACore(t *testing.T) {
+	a, ok := runqueueWait(os.Getpid())
+	if !ok {
+		t.Skip("no /proc/PID/task/TID/schedstat here")
+	}
+	n := 2 * runtime.NumCPU()
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(n))
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); {
+			}
+		}()
+	}
+	wg.Wait()
+	b, ok := runqueueWait(os.Getpid())
+	if !ok {
+		t.Fatal("schedstat went away")
+	}
+	// n threads spinning for 200 ms on n/2 cores wait about 100 ms each;
+	// one thread's share alone is far below half of their sum.
+	if want := time.Duration(n) * 50 * time.Millisecond; b-a < want {
+		t.Errorf("run-queue wait grew by %v with %d threads spinning for 200 ms on %d cores; want at least %v", b-a, n, n/2, want)
+	}
+}
+
+func TestCPURowShowsRunqueueWait(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	r := Result{Workload: "w3", Conns: 8, RPS: 4000, OK: 32000, Entries: 4000, LoadgenCPUus: 40, LoadgenWaitUS: f(100),
+		Procs: []ProcUsage{
+			{CPUus: 170, Reads: 2, Writes: 1, WaitUS: f(300)},
+			{CPUus: 120, Reads: 2, Writes: 1, WaitUS: f(200)},
+			{CPUus: 120, Reads: 2, Writes: 1, WaitUS: f(250)},
+		}}
+	// 750 µs of waiting per response at 4 000 responses/s: 3 threads
+	// waiting on average.
+	want := "| W3 | 8 | 4 000 | 8.0 | 170 | 120 / 120 | 410 | 40 | 6.00 | 3.00 | 750 (3.0) | 100 |\n"
+	if got := cpuRow(r); got != want {
+		t.Errorf("cpuRow =\n%q\nwant\n%q", got, want)
+	}
+	// A node without schedstat leaves the wait unknown, not zero.
+	r.Procs[1].WaitUS, r.LoadgenWaitUS = nil, nil
+	if got := cpuRow(r); !strings.HasSuffix(got, "| 6.00 | 3.00 | – | – |\n") {
+		t.Errorf("cpuRow without schedstat = %q", got)
 	}
 }

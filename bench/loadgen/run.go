@@ -32,11 +32,12 @@ type Result struct {
 	Sent int64 `json:"sent,omitempty"`
 	Kept int64 `json:"kept,omitempty"`
 	// With -watch: each watched process's usage and the load generator's
-	// own CPU time, per 2xx response; with -status: the raft log entries
-	// the run added.
-	Procs        []ProcUsage `json:"procs,omitempty"`
-	LoadgenCPUus float64     `json:"loadgen_cpu_us,omitempty"`
-	Entries      uint64      `json:"entries,omitempty"`
+	// own CPU time and run-queue wait, per 2xx response; with -status: the
+	// raft log entries the run added.
+	Procs         []ProcUsage `json:"procs,omitempty"`
+	LoadgenCPUus  float64     `json:"loadgen_cpu_us,omitempty"`
+	LoadgenWaitUS *float64    `json:"loadgen_wait_us,omitempty"`
+	Entries       uint64      `json:"entries,omitempty"`
 }
 
 func splitTargets(s string) []string {
