@@ -89,45 +89,57 @@ func readProc(pid int) (procSample, error) {
 // runqueueWait sums, over pid's threads, the time each spent runnable but
 // waiting for a core: the second field of /proc/PID/task/TID/schedstat.
 // A thread that exits takes its share with it; Go's threads seldom do. ok
-// is false when the kernel keeps no schedstat.
+// is false when the kernel keeps no such statistics: no schedstat files,
+// or files of zeros (what a kernel with them turned off shows; a live
+// process has always spent some time on a core).
 func runqueueWait(pid int) (wait time.Duration, ok bool) {
-	dir := fmt.Sprintf("/proc/%d/task", pid)
+	return runqueueWaitIn(fmt.Sprintf("/proc/%d/task", pid))
+}
+
+// runqueueWaitIn is runqueueWait over the thread directories in dir.
+func runqueueWaitIn(dir string) (wait time.Duration, ok bool) {
 	tasks, err := os.ReadDir(dir)
 	if err != nil {
 		return 0, false
 	}
+	var onCore time.Duration
 	for _, t := range tasks {
 		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
 		if err != nil {
 			continue // the thread exited meanwhile, or no schedstat
 		}
-		w, err := parseSchedstat(b)
+		run, w, err := parseSchedstat(b)
 		if err != nil {
 			return 0, false
 		}
+		onCore += run
 		wait += w
-		ok = true
 	}
-	return wait, ok
+	return wait, onCore > 0
 }
 
-// parseSchedstat returns the run-queue wait of a schedstat line: "time
-// on a core (ns), time runnable but waiting for one (ns), timeslices".
-func parseSchedstat(b []byte) (time.Duration, error) {
+// parseSchedstat reads a schedstat line: "time on a core (ns), time
+// runnable but waiting for one (ns), timeslices".
+func parseSchedstat(b []byte) (onCore, wait time.Duration, err error) {
 	f := strings.Fields(string(b))
 	if len(f) != 3 {
-		return 0, fmt.Errorf("schedstat: %d fields, want 3", len(f))
+		return 0, 0, fmt.Errorf("schedstat: %d fields, want 3", len(f))
 	}
-	n, err := strconv.ParseInt(f[1], 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("schedstat: bad wait %q", f[1])
+	var v [2]int64
+	for i := range v {
+		v[i], err = strconv.ParseInt(f[i], 10, 64)
+		if err != nil || v[i] < 0 {
+			return 0, 0, fmt.Errorf("schedstat: bad field %q", f[i])
+		}
 	}
-	return time.Duration(n), nil
+	return time.Duration(v[0]), time.Duration(v[1]), nil
 }
 
-// perResponse is d in microseconds per response, or nil when unknown.
+// perResponse is d in microseconds per response, or nil when unknown:
+// not counted, or less than nothing (a thread that exited between the
+// samples took its share with it).
 func perResponse(d time.Duration, ok bool, n float64) *float64 {
-	if !ok {
+	if !ok || d < 0 {
 		return nil
 	}
 	v := float64(d.Microseconds()) / n

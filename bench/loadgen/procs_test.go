@@ -3,7 +3,9 @@ package main
 import (
 	"math"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -73,12 +75,12 @@ func TestParsePIDs(t *testing.T) {
 }
 
 func TestParseSchedstat(t *testing.T) {
-	w, err := parseSchedstat([]byte("123456 7890123 42\n"))
-	if err != nil || w != 7890123*time.Nanosecond {
-		t.Fatalf("parseSchedstat = %v, %v; want 7.890123ms", w, err)
+	run, w, err := parseSchedstat([]byte("123456 7890123 42\n"))
+	if err != nil || run != 123456*time.Nanosecond || w != 7890123*time.Nanosecond {
+		t.Fatalf("parseSchedstat = %v, %v, %v; want 123.456µs, 7.890123ms", run, w, err)
 	}
-	for _, bad := range []string{"", "1 2", "1 2 3 4", "1 x 3", "1 -2 3"} {
-		if _, err := parseSchedstat([]byte(bad)); err == nil {
+	for _, bad := range []string{"", "1 2", "1 2 3 4", "1 x 3", "1 -2 3", "y 2 3", "-1 2 3"} {
+		if _, _, err := parseSchedstat([]byte(bad)); err == nil {
 			t.Errorf("parseSchedstat(%q) accepted", bad)
 		}
 	}
@@ -135,5 +137,45 @@ func TestCPURowShowsRunqueueWait(t *testing.T) {
 	r.Procs[1].WaitUS, r.LoadgenWaitUS = nil, nil
 	if got := cpuRow(r); !strings.HasSuffix(got, "| 6.00 | 3.00 | – | – |\n") {
 		t.Errorf("cpuRow without schedstat = %q", got)
+	}
+}
+
+func TestPerResponseUnknown(t *testing.T) {
+	if v := perResponse(3*time.Millisecond, true, 1000); v == nil || *v != 3 {
+		t.Errorf("perResponse(3ms over 1000) = %v, want 3 µs", v)
+	}
+	if v := perResponse(time.Millisecond, false, 1000); v != nil {
+		t.Errorf("perResponse of an uncounted wait = %v, want nil", *v)
+	}
+	// A thread that exited between the samples can make the difference
+	// negative: unknown, not a negative wait.
+	if v := perResponse(-time.Millisecond, true, 1000); v != nil {
+		t.Errorf("perResponse of a negative difference = %v, want nil", *v)
+	}
+}
+
+func TestRunqueueWaitInSumsThreadsAndRefusesZeros(t *testing.T) {
+	tasks := func(lines ...string) string {
+		dir := t.TempDir()
+		for i, l := range lines {
+			d := filepath.Join(dir, strconv.Itoa(100+i))
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, "schedstat"), []byte(l), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	if w, ok := runqueueWaitIn(tasks("100 50 1\n", "200 25 2\n")); !ok || w != 75 {
+		t.Errorf("two threads: wait %v, ok %v; want 75ns, true", w, ok)
+	}
+	// A kernel with its scheduler statistics turned off shows zeros.
+	if w, ok := runqueueWaitIn(tasks("0 0 0\n", "0 0 0\n")); ok {
+		t.Errorf("zeros: wait %v counted as measured", w)
+	}
+	if _, ok := runqueueWaitIn(filepath.Join(t.TempDir(), "gone")); ok {
+		t.Error("a process that is gone counted as measured")
 	}
 }
