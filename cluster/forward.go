@@ -464,6 +464,9 @@ var (
 	forwardIdleTimeout = 2 * time.Minute
 	// frameReadTimeout bounds reading one frame once its header arrived.
 	frameReadTimeout = 10 * time.Second
+	// forwardWriteTimeout bounds writing answers to a peer: one that
+	// stops reading them (its socket buffers full) is dropped.
+	forwardWriteTimeout = 10 * time.Second
 	// workerIdle is how long a worker of the forwarding server waits for
 	// its next task before it exits.
 	workerIdle = 10 * time.Second
@@ -532,14 +535,33 @@ func (s *forwardServer) serve(conn net.Conn, from peer) {
 		defer close(writerDone)
 		w := bufio.NewWriterSize(conn, 64<<10)
 		var gate flushGate
+		failed := false
+		fail := func(err error) {
+			if !failed {
+				failed = true
+				s.log.Warn("forward-write", "forward connection closed: its answers could not be written", "remote", conn.RemoteAddr(), "err", err)
+			}
+			conn.Close()
+		}
+		var armed time.Time
 		for f := range out {
+			// A peer that stops reading its answers would otherwise
+			// block this writer, then every handler of the connection
+			// and their in-flight slots, for good. The deadline moves
+			// on as writes go through, so a write fails only after
+			// (at least nine tenths of) forwardWriteTimeout without
+			// progress.
+			if now := time.Now(); now.Sub(armed) > forwardWriteTimeout/10 {
+				_ = conn.SetWriteDeadline(now.Add(forwardWriteTimeout))
+				armed = now
+			}
 			if err := writeFrame(w, f, false); err != nil {
-				conn.Close()
+				fail(err)
 				continue // keep draining so handlers never block
 			}
 			if gate.flush(out) {
 				if err := w.Flush(); err != nil {
-					conn.Close()
+					fail(err)
 				}
 			}
 		}

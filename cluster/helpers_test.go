@@ -187,3 +187,11 @@ func slow(t *testing.T) {
 		t.Skip("slow cluster scenario; runs without -short")
 	}
 }
+
+// setForwardWriteTimeout shortens forwardWriteTimeout for one test and
+// returns the function that restores it.
+func setForwardWriteTimeout(d time.Duration) func() {
+	old := forwardWriteTimeout
+	forwardWriteTimeout = d
+	return func() { forwardWriteTimeout = old }
+}

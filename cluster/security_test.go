@@ -554,3 +554,61 @@ func TestForwardBeforeRaftExists(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackPeerThatNeverReadsItsAnswers: a peer that sends requests and
+// never reads the answers must not wedge the forwarding server. Once its
+// socket buffers fill, each of its connections holds up to
+// maxInFlightPerConn handlers; two of them would hold every slot of the
+// server (maxInFlight), and every other peer's forwarded commit and read
+// would wait for ever.
+func TestAttackPeerThatNeverReadsItsAnswers(t *testing.T) {
+	t.Cleanup(setForwardWriteTimeout(time.Second))
+	n := mustStart(t, testConfig(t, "solo", t.TempDir()))
+	id := session.NewID()
+	create(t, n.Store(), id, "big", strings.Repeat("x", 60<<10))
+	key := session.KeyOf(id)
+	get := binaryAppendU64(append([]byte(nil), key[:]...), 0)
+
+	// Each answer is a 60 KiB record: enough of them fill the kernel's
+	// buffers, the server's queue of answers and then every slot.
+	const conns, perConn = 2, maxInFlightPerConn + 1024
+	var wedged []net.Conn
+	for range conns {
+		c, err := attackerDial(n.RaftAddr(), nil, protoForward)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(4 << 10)
+		}
+		wedged = append(wedged, c)
+		t.Cleanup(func() { c.Close() })
+	}
+	concurrently(conns, func(i int) {
+		c := wedged[i]
+		_ = c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+		w := bufio.NewWriterSize(c, 64<<10)
+		for j := range perConn {
+			if writeFrame(w, &frame{id: uint64(j + 1), kind: reqGet, payload: get}, true) != nil {
+				return // the server closed the connection: what the fix does
+			}
+		}
+		_ = w.Flush()
+	})
+
+	// Give the server time to take every request it will read: without a
+	// bound on writing, the two connections then hold every slot.
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end) && len(n.server.inflight) < cap(n.server.inflight); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A well-behaved peer's request is still answered.
+	f, err := attackerRequest(n.RaftAddr(), nil, reqGet, get)
+	if err != nil {
+		t.Fatalf("a peer that reads its answers got no answer while two others never read theirs: %v", err)
+	}
+	if f.kind != statusOK {
+		t.Fatalf("get: status %d", f.kind)
+	}
+	// And the node's own commits still go through.
+	create(t, n.Store(), session.NewID())
+}
