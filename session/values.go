@@ -88,7 +88,10 @@ func checkValues(b []byte) error {
 			return fmt.Errorf("pair %d ends at %d, outside %d..%d", i, end, start, len(b))
 		}
 		klen, w := binary.Uvarint(b[start:end])
-		if w <= 0 || klen == 0 || klen > uint64(end-start-w) {
+		// A shortest-form uvarint never ends in a zero byte (but for 0,
+		// which is refused anyway): the long forms Uvarint also takes
+		// would make two encodings of the same pairs.
+		if w <= 0 || klen == 0 || klen > uint64(end-start-w) || b[start+w-1] == 0 {
 			return fmt.Errorf("pair %d has a bad key length", i)
 		}
 		key := b[start+w : start+w+int(klen)]

@@ -160,9 +160,13 @@ func TestParseValuesRejects(t *testing.T) {
 		"count too large": {0xff, 0xff, 0, 0, 9, 0, 0, 0, 1, 'a'},
 		"end past buffer": {1, 0, 0, 0, 99, 0, 0, 0, 1, 'a'},
 		"empty key":       {1, 0, 0, 0, 10, 0, 0, 0, 0, 'v'},
-		"trailing bytes":  append(bytes.Clone(good), 0),
-		"out of order":    swap,
-		"repeated key":    dup,
+		// The key length 1 written in two bytes: the key and value parse,
+		// but the bytes are not the ones ValuesOf writes, and Equal
+		// compares bytes.
+		"long-form key length": {1, 0, 0, 0, 12, 0, 0, 0, 0x81, 0, 'a', 'v'},
+		"trailing bytes":       append(bytes.Clone(good), 0),
+		"out of order":         swap,
+		"repeated key":         dup,
 	} {
 		if _, err := ParseValues(b); !errors.Is(err, ErrBadValues) {
 			t.Errorf("%s: got %v, want ErrBadValues", name, err)
