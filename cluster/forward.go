@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -537,10 +538,10 @@ func (s *forwardServer) serve(conn net.Conn, from peer) {
 		var gate flushGate
 		failed := false
 		fail := func(err error) {
-			if !failed {
-				failed = true
-				s.log.Warn("forward-write", "forward connection closed: its answers could not be written", "remote", conn.RemoteAddr(), "err", err)
+			if !failed && errors.Is(err, os.ErrDeadlineExceeded) {
+				s.log.Warn("forward-write", "forward connection closed: the peer did not read its answers", "remote", conn.RemoteAddr(), "timeout", forwardWriteTimeout)
 			}
+			failed = true
 			conn.Close()
 		}
 		var armed time.Time
