@@ -29,9 +29,17 @@ const handshakeTimeout = 5 * time.Second
 // Bounds on the raft port. Variables, not constants, so tests can shorten
 // the idle timeouts.
 var (
-	// maxPortConns caps the connections the port holds at once; past it,
-	// new connections are closed at once.
+	// maxPortConns caps the connections the port holds once they have
+	// finished their handshake; past it, such connections are closed.
 	maxPortConns = 512
+	// maxPendingConns caps the connections still in their handshake, and
+	// maxPendingPerSource those from one address (one IPv6 /64). A new
+	// connection past either cap displaces the oldest pending one (of its
+	// source when that cap is the one reached), so connections that send
+	// nothing cannot keep members out: they are pushed out by every new
+	// arrival, long before their handshake timeout.
+	maxPendingConns     = 128
+	maxPendingPerSource = 16
 	// raftIdleTimeout closes a raft connection that has carried nothing
 	// for this long; raft dials again when it needs one.
 	raftIdleTimeout = 5 * time.Minute
@@ -65,7 +73,8 @@ type mux struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	wg        sync.WaitGroup
-	slots     chan struct{} // one per open connection, up to maxPortConns
+	slots     chan struct{} // one per connection past its handshake, up to maxPortConns
+	pending   pendingConns  // connections still in their handshake
 
 	// raft's transport does not close the connections it accepted when it
 	// shuts down; the mux does, so no reader outlives the node.
@@ -96,28 +105,36 @@ func (m *mux) serve() {
 			m.log.l.Error("raft port accept failed", "err", err)
 			return
 		}
-		select {
-		case m.slots <- struct{}{}:
-		default:
-			m.refused()
-			m.log.Warn("too-many-conns", "raft port: connection limit reached, closing new connection", "remote", conn.RemoteAddr(), "limit", cap(m.slots))
-			conn.Close()
+		p, displaced := m.pending.add(conn)
+		if p == nil {
+			conn.Close() // the mux is closing
 			continue
+		}
+		if displaced != nil {
+			m.refused()
+			m.log.Warn("handshake-displaced", "raft port: too many connections in their handshake, closing the oldest", "remote", displaced.RemoteAddr(), "limit", maxPendingConns, "per_source", maxPendingPerSource)
+			displaced.Close()
 		}
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			m.route(&slotConn{Conn: conn, slots: m.slots})
+			m.route(p)
 		}()
 	}
 }
 
-func (m *mux) route(conn net.Conn) {
+// route finishes the handshake of a pending connection and hands it on.
+func (m *mux) route(p *pendingConn) {
+	conn := p.conn
 	_ = conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	var from peer
 	if m.tls != nil {
 		tc := tls.Server(conn, m.serverTLS())
 		if err := tc.Handshake(); err != nil {
+			if !m.pending.remove(p) {
+				conn.Close() // displaced: counted and logged then
+				return
+			}
 			m.refused()
 			m.log.Warn("tls-handshake", "raft port: TLS handshake failed", "remote", conn.RemoteAddr(), "err", err)
 			conn.Close()
@@ -128,9 +145,23 @@ func (m *mux) route(conn net.Conn) {
 	}
 	var b [1]byte
 	if _, err := io.ReadFull(conn, b[:]); err != nil {
+		m.pending.remove(p)
 		conn.Close()
 		return
 	}
+	if !m.pending.remove(p) {
+		conn.Close() // displaced while it finished
+		return
+	}
+	select {
+	case m.slots <- struct{}{}:
+	default:
+		m.refused()
+		m.log.Warn("too-many-conns", "raft port: connection limit reached, closing new connection", "remote", conn.RemoteAddr(), "limit", cap(m.slots))
+		conn.Close()
+		return
+	}
+	conn = &slotConn{Conn: conn, slots: m.slots}
 	_ = conn.SetDeadline(time.Time{})
 	switch b[0] {
 	case protoRaft:
@@ -223,6 +254,7 @@ func (m *mux) close() {
 	m.closeOnce.Do(func() {
 		close(m.closed)
 		m.ln.Close()
+		m.pending.closeAll()
 		m.connsMu.Lock()
 		conns := m.conns
 		m.conns = nil

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -611,4 +614,110 @@ func TestAttackPeerThatNeverReadsItsAnswers(t *testing.T) {
 	}
 	// And the node's own commits still go through.
 	create(t, n.Store(), session.NewID())
+}
+
+// squat plays an attacker without the cluster key who opens TCP connections
+// to addr from the given source addresses (round robin), sends nothing and
+// keeps up to hold of them open, opening a new one whenever the port closes
+// one, at most one every gap. It returns how many it has opened; the
+// connections are closed when the test ends.
+func squat(t *testing.T, addr string, sources []string, hold int, gap time.Duration) *atomic.Int64 {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		opened atomic.Int64
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		conns  = map[net.Conn]struct{}{}
+	)
+	free := make(chan struct{}, hold)
+	for range hold {
+		free <- struct{}{}
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-free:
+			}
+			d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(sources[i%len(sources)])}}
+			c, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				free <- struct{}{}
+				time.Sleep(time.Millisecond)
+				continue
+			}
+			opened.Add(1)
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = c.Read(make([]byte, 1)) // until the port closes it
+				mu.Lock()
+				delete(conns, c)
+				mu.Unlock()
+				c.Close()
+				free <- struct{}{}
+			}()
+			time.Sleep(gap)
+		}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		mu.Lock()
+		for c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return &opened
+}
+
+// Anyone who can reach the raft port can open connections to it, even
+// without the cluster key, and sit in the TLS handshake without sending a
+// byte. Such connections must not keep members out: a node that cannot be
+// dialled cannot be replicated to, elected or joined.
+func TestAttackHandshakesCannotHoldThePort(t *testing.T) {
+	nodes, key := keyedCluster(t, 1)
+	n := nodes[0]
+	id := session.NewID()
+	create(t, n.Store(), id)
+	k := session.KeyOf(id)
+	get := binaryAppendU64(append([]byte(nil), k[:]...), 0)
+	member := attackerTLS(t, key, n.cfg.NodeID)
+
+	many := make([]string, 40)
+	for i := range many {
+		many[i] = fmt.Sprintf("127.0.1.%d", i+1)
+	}
+	for _, tc := range []struct {
+		name    string
+		sources []string
+		gap     time.Duration
+	}{
+		{"one source, as fast as it can", []string{"127.0.0.2"}, 100 * time.Microsecond},
+		{"forty sources, 1000 connections a second", many, time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const hold = 1024
+			opened := squat(t, n.RaftAddr(), tc.sources, hold, tc.gap)
+			waitFor(t, 10*time.Second, "the attacker to open its connections", func() bool { return opened.Load() >= hold })
+			for i := range 20 {
+				f, err := attackerRequest(n.RaftAddr(), member, reqGet, get)
+				if err != nil {
+					t.Fatalf("request %d of a member, after the attacker opened %d connections: %v", i, opened.Load(), err)
+				}
+				if f.kind != statusOK {
+					t.Fatalf("request %d of a member: status %d", i, f.kind)
+				}
+			}
+			t.Logf("the attacker opened %d connections", opened.Load())
+		})
+	}
 }
