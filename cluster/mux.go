@@ -90,6 +90,7 @@ func newMux(ln net.Listener, advertise net.Addr, t *TLSConfig, log *slog.Logger)
 
 func (m *mux) serve() {
 	defer m.wg.Done()
+	var delay time.Duration
 	for {
 		conn, err := m.ln.Accept()
 		if err != nil {
@@ -98,13 +99,24 @@ func (m *mux) serve() {
 				return
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				m.log.l.Error("raft port accept failed", "err", err)
+				return
 			}
-			m.log.l.Error("raft port accept failed", "err", err)
-			return
+			// Out of file descriptors (a flood on another port can do
+			// it) or a connection gone before it was accepted: back off
+			// and try again, as net/http and memberlist do. Giving up would leave the
+			// node undiallable until it restarts.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			m.log.Warn("accept", "raft port: accept failed, trying again", "err", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+			case <-m.closed:
+				return
+			}
+			continue
 		}
+		delay = 0
 		p, displaced := m.pending.add(conn)
 		if p == nil {
 			conn.Close() // the mux is closing

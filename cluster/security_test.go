@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -719,5 +720,76 @@ func TestAttackHandshakesCannotHoldThePort(t *testing.T) {
 			}
 			t.Logf("the attacker opened %d connections", opened.Load())
 		})
+	}
+}
+
+// When the process runs out of file descriptors (a flood of connections
+// to the app's HTTP port can do it), accepting on the raft port fails for
+// as long as that lasts. The port must accept again once descriptors are
+// free, or the node can never again be dialled by a new leader.
+func TestRaftPortAcceptsAgainAfterRunningOutOfDescriptors(t *testing.T) {
+	n := mustStart(t, testConfig(t, "solo", t.TempDir()))
+	id := session.NewID()
+	create(t, n.Store(), id)
+	k := session.KeyOf(id)
+	get := binaryAppendU64(append([]byte(nil), k[:]...), 0)
+
+	var old syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Skipf("getrlimit: %v", err)
+	}
+	open, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	low := old
+	low.Cur = uint64(len(open) + 64)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skipf("setrlimit: %v", err)
+	}
+	var hogs []*os.File
+	release := func() {
+		for _, f := range hogs {
+			f.Close()
+		}
+		hogs = nil
+	}
+	t.Cleanup(func() {
+		release()
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
+	})
+	hog := func() {
+		for {
+			f, err := os.Open(os.DevNull)
+			if err != nil {
+				return
+			}
+			hogs = append(hogs, f)
+		}
+	}
+	hog()
+	// Free one descriptor for the dialling side only: the port's accept
+	// needs another and fails.
+	hogs[len(hogs)-1].Close()
+	hogs = hogs[:len(hogs)-1]
+	c, err := net.DialTimeout("tcp", n.RaftAddr(), time.Second)
+	if err != nil {
+		t.Fatalf("dial with one descriptor free: %v", err)
+	}
+	defer c.Close()
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+		hog() // take back whatever the node let go of
+		time.Sleep(10 * time.Millisecond)
+	}
+	release()
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	f, err := attackerRequest(n.RaftAddr(), nil, reqGet, get)
+	if err != nil {
+		t.Fatalf("a request after descriptors were free again: %v", err)
+	}
+	if f.kind != statusOK {
+		t.Fatalf("get: status %d", f.kind)
 	}
 }
