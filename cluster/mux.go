@@ -124,7 +124,7 @@ func (m *mux) serve() {
 		}
 		if displaced != nil {
 			m.refused()
-			m.log.Warn("handshake-displaced", "raft port: too many connections in their handshake, closing the oldest", "remote", displaced.RemoteAddr(), "limit", maxPendingConns, "per_source", maxPendingPerSource)
+			m.log.Warn("handshake-displaced", "raft port: too many connections in their handshake, closing one of the source with the most", "remote", displaced.RemoteAddr(), "limit", maxPendingConns, "per_source", maxPendingPerSource)
 			displaced.Close()
 		}
 		m.wg.Add(1)
@@ -136,44 +136,48 @@ func (m *mux) serve() {
 }
 
 // route finishes the handshake of a pending connection and hands it on.
+// With TLS the connection leaves the pending set as soon as the peer has
+// proved it holds the key, so only handshakes can be displaced; without
+// TLS, once the protocol byte is in.
 func (m *mux) route(p *pendingConn) {
 	conn := p.conn
 	_ = conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	var from peer
 	if m.tls != nil {
 		tc := tls.Server(conn, m.serverTLS())
-		if err := tc.Handshake(); err != nil {
-			if !m.pending.remove(p) {
-				conn.Close() // displaced: counted and logged then
-				return
-			}
+		err := tc.Handshake()
+		if !m.pending.remove(p) {
+			conn.Close() // displaced: counted and logged then
+			return
+		}
+		if err != nil {
 			m.refused()
 			m.log.Warn("tls-handshake", "raft port: TLS handshake failed", "remote", conn.RemoteAddr(), "err", err)
 			conn.Close()
 			return
 		}
 		from = peerOf(tc)
-		conn = tc
+		if conn = m.takeSlot(tc); conn == nil {
+			return
+		}
 	}
 	var b [1]byte
-	if _, err := io.ReadFull(conn, b[:]); err != nil {
-		m.pending.remove(p)
+	_, err := io.ReadFull(conn, b[:])
+	if m.tls == nil {
+		if !m.pending.remove(p) {
+			conn.Close() // displaced while it finished
+			return
+		}
+		if err == nil {
+			if conn = m.takeSlot(conn); conn == nil {
+				return
+			}
+		}
+	}
+	if err != nil {
 		conn.Close()
 		return
 	}
-	if !m.pending.remove(p) {
-		conn.Close() // displaced while it finished
-		return
-	}
-	select {
-	case m.slots <- struct{}{}:
-	default:
-		m.refused()
-		m.log.Warn("too-many-conns", "raft port: connection limit reached, closing new connection", "remote", conn.RemoteAddr(), "limit", cap(m.slots))
-		conn.Close()
-		return
-	}
-	conn = &slotConn{Conn: conn, slots: m.slots}
 	_ = conn.SetDeadline(time.Time{})
 	switch b[0] {
 	case protoRaft:
@@ -199,6 +203,20 @@ func (m *mux) route(p *pendingConn) {
 		m.refused()
 		m.log.Warn("bad-proto", "raft port: unknown protocol byte, closing", "remote", conn.RemoteAddr(), "byte", b[0])
 		conn.Close()
+	}
+}
+
+// takeSlot gives conn one of the port's maxPortConns slots, returned when
+// it closes, or closes it and returns nil when none is free.
+func (m *mux) takeSlot(conn net.Conn) net.Conn {
+	select {
+	case m.slots <- struct{}{}:
+		return &slotConn{Conn: conn, slots: m.slots}
+	default:
+		m.refused()
+		m.log.Warn("too-many-conns", "raft port: connection limit reached, closing new connection", "remote", conn.RemoteAddr(), "limit", cap(m.slots))
+		conn.Close()
+		return nil
 	}
 }
 

@@ -7,15 +7,17 @@ import (
 )
 
 // pendingConns are the raft port's connections still in their handshake
-// (TLS and the protocol byte), oldest first. Nobody on them is
+// (TLS, or the protocol byte without TLS), oldest first. Nobody on them is
 // authenticated yet, so they get a bounded set of their own, apart from
-// the connections of members: once maxPendingConns are waiting, or
-// maxPendingPerSource from one source, a new arrival displaces the oldest
-// (of its own source, when that cap is the one reached). A member's
-// handshake takes milliseconds; to push one out, an attacker must open
-// maxPendingConns connections from many addresses within that time, where
-// holding the port used to take one connection per slot every
-// handshakeTimeout.
+// the connections of members. A new arrival past maxPendingPerSource from
+// its source displaces that source's oldest connection; past
+// maxPendingConns in all, the oldest connection of the source with the
+// most. An attacker without the key therefore displaces its own
+// connections first: a source with more pending than the member's goes
+// before it, so to push out a member's only handshake it must bring
+// maxPendingConns arrivals from as many sources within the time that
+// handshake takes (a round trip or two). Before this set, connections
+// that sent nothing held the port's slots for handshakeTimeout each.
 type pendingConns struct {
 	mu       sync.Mutex
 	order    list.List // of *pendingConn
@@ -44,21 +46,27 @@ func (s *pendingConns) add(conn net.Conn) (p *pendingConn, displaced net.Conn) {
 	if s.bySource == nil {
 		s.bySource = map[string]int{}
 	}
-	var oldest *list.Element
-	if s.bySource[src] >= maxPendingPerSource {
+	// Displace the oldest connection of src, or past the global cap of a
+	// source with the most pending (the oldest such connection).
+	most, full := 0, false
+	switch {
+	case s.bySource[src] >= maxPendingPerSource:
+		full = true
+	case s.order.Len() >= maxPendingConns:
+		full = true
+		for _, n := range s.bySource {
+			most = max(most, n)
+		}
+	}
+	if full {
 		for e := s.order.Front(); e != nil; e = e.Next() {
-			if e.Value.(*pendingConn).source == src {
-				oldest = e
+			o := e.Value.(*pendingConn)
+			if most == 0 && o.source == src || most > 0 && s.bySource[o.source] == most {
+				s.removeLocked(o)
+				displaced = o.conn
 				break
 			}
 		}
-	} else if s.order.Len() >= maxPendingConns {
-		oldest = s.order.Front()
-	}
-	if oldest != nil {
-		o := oldest.Value.(*pendingConn)
-		s.removeLocked(o)
-		displaced = o.conn
 	}
 	p = &pendingConn{conn: conn, source: src}
 	p.elem = s.order.PushBack(p)
@@ -108,7 +116,10 @@ func (s *pendingConns) closeAll() {
 // usually given).
 func sourceOf(a net.Addr) string {
 	ta, ok := a.(*net.TCPAddr)
-	if !ok {
+	if !ok || ta == nil {
+		if a == nil {
+			return "?"
+		}
 		return a.String()
 	}
 	if ip4 := ta.IP.To4(); ip4 != nil {

@@ -680,6 +680,37 @@ func squat(t *testing.T, addr string, sources []string, hold int, gap time.Durat
 	return &opened
 }
 
+// lagged delays every write by d: a peer d away, one way.
+type lagged struct {
+	net.Conn
+	d time.Duration
+}
+
+func (c lagged) Write(p []byte) (int, error) {
+	time.Sleep(c.d)
+	return c.Conn.Write(p)
+}
+
+// memberRequest is attackerRequest over TLS from a peer delay away.
+func memberRequest(addr string, cfg *tls.Config, delay time.Duration, kind byte, payload []byte) (*frame, error) {
+	raw, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer raw.Close()
+	c := tls.Client(lagged{raw, delay}, cfg)
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	w := bufio.NewWriter(c)
+	w.WriteByte(protoForward)
+	if err := writeFrame(w, &frame{id: 1, kind: kind, budget: int64(3 * time.Second), payload: payload}, true); err != nil {
+		return nil, err
+	}
+	if err := w.Flush(); err != nil {
+		return nil, err
+	}
+	return readFrame(bufio.NewReader(c), false)
+}
+
 // Anyone who can reach the raft port can open connections to it, even
 // without the cluster key, and sit in the TLS handshake without sending a
 // byte. Such connections must not keep members out: a node that cannot be
@@ -693,24 +724,29 @@ func TestAttackHandshakesCannotHoldThePort(t *testing.T) {
 	get := binaryAppendU64(append([]byte(nil), k[:]...), 0)
 	member := attackerTLS(t, key, n.cfg.NodeID)
 
-	many := make([]string, 40)
-	for i := range many {
-		many[i] = fmt.Sprintf("127.0.1.%d", i+1)
+	sources := func(count int) []string {
+		out := make([]string, count)
+		for i := range out {
+			out[i] = fmt.Sprintf("127.0.1.%d", i+1)
+		}
+		return out
 	}
 	for _, tc := range []struct {
 		name    string
 		sources []string
 		gap     time.Duration
+		lag     time.Duration // of the member, one way
 	}{
-		{"one source, as fast as it can", []string{"127.0.0.2"}, 100 * time.Microsecond},
-		{"forty sources, 1000 connections a second", many, time.Millisecond},
+		{"one source, as fast as it can", []string{"127.0.0.2"}, 100 * time.Microsecond, 0},
+		{"forty sources, 1000 connections a second", sources(40), time.Millisecond, 0},
+		{"eight sources, as fast as they can, member 25 ms away", sources(8), 0, 25 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const hold = 1024
 			opened := squat(t, n.RaftAddr(), tc.sources, hold, tc.gap)
 			waitFor(t, 10*time.Second, "the attacker to open its connections", func() bool { return opened.Load() >= hold })
-			for i := range 20 {
-				f, err := attackerRequest(n.RaftAddr(), member, reqGet, get)
+			for i := range 10 {
+				f, err := memberRequest(n.RaftAddr(), member, tc.lag, reqGet, get)
 				if err != nil {
 					t.Fatalf("request %d of a member, after the attacker opened %d connections: %v", i, opened.Load(), err)
 				}
@@ -718,8 +754,65 @@ func TestAttackHandshakesCannotHoldThePort(t *testing.T) {
 					t.Fatalf("request %d of a member: status %d", i, f.kind)
 				}
 			}
+			// The port closed the attacker's connections rather than
+			// letting them sit out their handshake timeout.
+			waitFor(t, 3*time.Second, "the port to close some of the attacker's connections", func() bool { return opened.Load() > hold })
 			t.Logf("the attacker opened %d connections", opened.Load())
 		})
+	}
+}
+
+// A member's connection leaves the pending set once it is through its
+// handshake: arrivals after it never displace it, and the ones they
+// displace are closed at once.
+func TestEstablishedConnectionsAreNeverDisplaced(t *testing.T) {
+	oldAll, oldPer := maxPendingConns, maxPendingPerSource
+	maxPendingConns, maxPendingPerSource = 4, 4
+	t.Cleanup(func() { maxPendingConns, maxPendingPerSource = oldAll, oldPer })
+	nodes, key := keyedCluster(t, 1)
+	n := nodes[0]
+	id := session.NewID()
+	create(t, n.Store(), id)
+	k := session.KeyOf(id)
+	get := binaryAppendU64(append([]byte(nil), k[:]...), 0)
+	c, err := attackerDial(n.RaftAddr(), attackerTLS(t, key, n.cfg.NodeID), protoForward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	ask := func(i uint64) error {
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		w := bufio.NewWriter(c)
+		if err := writeFrame(w, &frame{id: i, kind: reqGet, budget: int64(time.Second), payload: get}, true); err != nil {
+			return err
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		_, err := readFrame(br, false)
+		return err
+	}
+	if err := ask(1); err != nil {
+		t.Fatal(err)
+	}
+	var squatters []net.Conn
+	for range 3 * maxPendingConns {
+		s, err := net.Dial("tcp", n.RaftAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		squatters = append(squatters, s)
+		defer s.Close()
+	}
+	if err := ask(2); err != nil {
+		t.Fatalf("a member's open connection after %d squatters: %v", len(squatters), err)
+	}
+	_ = squatters[0].SetReadDeadline(time.Now().Add(time.Second))
+	_, err = squatters[0].Read(make([]byte, 1))
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the first squatter was displaced but not closed: %v", err)
 	}
 }
 
