@@ -6,11 +6,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/hashicorp/raft-wal/types"
 )
 
 // Log stores a node can keep its raft log in (see [Config.LogStore]).
@@ -27,6 +29,11 @@ const (
 // and its meta database.
 const walDirName = "wal"
 
+// walSegmentSize is how much log one raft-wal segment file holds before
+// the next is created: raft-wal's default. A variable so tests can make
+// segments fill quickly.
+var walSegmentSize = wal.DefaultSegmentSize
+
 // logCacheSize is how many recent entries raft.LogCache keeps in memory,
 // so replication to a follower that is a little behind never reads disk.
 // With group commit an entry carries up to maxBatchCount commands (tens
@@ -37,12 +44,58 @@ const logCacheSize = 64
 // walLog is raft-wal with the meta database it was opened with. WAL.Close
 // in v0.4.0 leaves its meta database open, which keeps the file locked
 // and would make a node restarted in the same process wait forever.
+//
+// It also reopens the WAL when an append finds its segment sealed.
+// raft-wal seals a full segment and creates the next one in a background
+// goroutine that only logs "rotate error" when the creation fails (no file
+// descriptor free, the disk full); every later append then fails with
+// ErrSealed until the process restarts, and a leader steps down on each.
+// Opening the directory again runs raft-wal's recovery, which creates the
+// missing segment.
 type walLog struct {
-	*wal.WAL
+	dir    string
+	logger hclog.Logger
+
+	mu   sync.RWMutex // held for writing while reopen swaps wal and meta
+	wal  *wal.WAL     // nil after a reopen that failed half way, or Close
 	meta *metadb.BoltMetaDB
+	done bool // Close was called
 }
 
-func (w *walLog) Close() error { return errors.Join(w.WAL.Close(), w.meta.Close()) }
+var errWALReopening = errors.New("cluster: raft log: reopening after a failed segment rotation")
+
+// use runs fn on the open WAL, first trying again a reopen that failed
+// half way (the WAL closed, opening it again failed for want of a
+// descriptor, say).
+func (w *walLog) use(fn func(*wal.WAL) error) error {
+	w.mu.RLock()
+	closed := w.wal == nil && !w.done
+	w.mu.RUnlock()
+	if closed {
+		if err := w.reopen(nil); err != nil {
+			return err
+		}
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.wal == nil {
+		if w.done {
+			return wal.ErrClosed
+		}
+		return errWALReopening
+	}
+	return fn(w.wal)
+}
+
+func (w *walLog) FirstIndex() (first uint64, err error) {
+	err = w.use(func(l *wal.WAL) error { first, err = l.FirstIndex(); return err })
+	return first, err
+}
+
+func (w *walLog) LastIndex() (last uint64, err error) {
+	err = w.use(func(l *wal.WAL) error { last, err = l.LastIndex(); return err })
+	return last, err
+}
 
 // GetLog reports entries before FirstIndex as missing. raft-wal v0.4.0
 // truncates the head of its open segment (64 MiB) only logically and
@@ -50,15 +103,83 @@ func (w *walLog) Close() error { return errors.Join(w.WAL.Close(), w.meta.Close(
 // would then replicate from them to a follower that TrailingLogs says must
 // get the snapshot. Answering ErrLogNotFound makes compaction mean what it
 // means with bolt.
-func (w *walLog) GetLog(index uint64, l *raft.Log) error {
-	first, err := w.WAL.FirstIndex()
+func (w *walLog) GetLog(index uint64, lg *raft.Log) error {
+	return w.use(func(l *wal.WAL) error {
+		first, err := l.FirstIndex()
+		if err != nil {
+			return err
+		}
+		if index < first {
+			return raft.ErrLogNotFound
+		}
+		return l.GetLog(index, lg)
+	})
+}
+
+func (w *walLog) StoreLog(lg *raft.Log) error { return w.StoreLogs([]*raft.Log{lg}) }
+
+// StoreLogs appends logs; on a sealed segment it reopens the WAL and
+// tries once more.
+func (w *walLog) StoreLogs(logs []*raft.Log) error {
+	var sealed *wal.WAL
+	err := w.use(func(l *wal.WAL) error { sealed = l; return l.StoreLogs(logs) })
+	if !errors.Is(err, types.ErrSealed) {
+		return err
+	}
+	w.logger.Warn("raft log: the segment is sealed but the next one was not created (a failed rotation); reopening", "dir", w.dir)
+	if rerr := w.reopen(sealed); rerr != nil {
+		return fmt.Errorf("%w; reopening the raft log: %v", err, rerr)
+	}
+	return w.use(func(l *wal.WAL) error { return l.StoreLogs(logs) })
+}
+
+func (w *walLog) DeleteRange(min, max uint64) error {
+	return w.use(func(l *wal.WAL) error { return l.DeleteRange(min, max) })
+}
+
+// IsMonotonic tells raft (through raft.LogCache) that the log cannot have
+// gaps, as *wal.WAL does.
+func (w *walLog) IsMonotonic() bool { return true }
+
+// reopen closes the WAL if it is still old (nil: already closed) and
+// opens the directory again.
+func (w *walLog) reopen(old *wal.WAL) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return wal.ErrClosed
+	}
+	if w.wal != old {
+		return nil // another call reopened it already
+	}
+	if w.wal != nil {
+		// Both must be closed before opening again: the meta database
+		// holds a file lock that a second open in this process waits on.
+		err := errors.Join(w.wal.Close(), w.meta.Close())
+		w.wal, w.meta = nil, nil
+		if err != nil {
+			w.logger.Warn("raft log: closing before the reopen", "err", err)
+		}
+	}
+	l, err := openWALLog(w.dir, w.logger)
 	if err != nil {
 		return err
 	}
-	if index < first {
-		return raft.ErrLogNotFound
+	w.wal, w.meta = l.wal, l.meta
+	w.logger.Info("raft log: reopened after a failed segment rotation", "dir", w.dir)
+	return nil
+}
+
+func (w *walLog) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+	if w.wal == nil {
+		return nil
 	}
-	return w.WAL.GetLog(index, l)
+	err := errors.Join(w.wal.Close(), w.meta.Close())
+	w.wal, w.meta = nil, nil
+	return err
 }
 
 func openWALLog(dir string, logger hclog.Logger) (*walLog, error) {
@@ -66,12 +187,12 @@ func openWALLog(dir string, logger hclog.Logger) (*walLog, error) {
 		return nil, fmt.Errorf("cluster: create raft log dir: %w", err)
 	}
 	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(logger))
+	w, err := wal.Open(dir, wal.WithMetaStore(meta), wal.WithLogger(logger), wal.WithSegmentSize(walSegmentSize))
 	if err != nil {
 		meta.Close()
 		return nil, fmt.Errorf("cluster: open raft log (wal): %w", err)
 	}
-	return &walLog{WAL: w, meta: meta}, nil
+	return &walLog{dir: dir, logger: logger, wal: w, meta: meta}, nil
 }
 
 // openLogStore opens the raft log the data dir was created with, or the

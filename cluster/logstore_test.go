@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,5 +143,100 @@ func TestWALLogHidesCompactedEntries(t *testing.T) {
 	}
 	if err := w.GetLog(6, &l); err != nil || l.Index != 6 {
 		t.Fatalf("GetLog(6): got entry %d, %v; want entry 6", l.Index, err)
+	}
+}
+
+// raft-wal creates the next segment file in the background once a segment
+// is full, and v0.4.0 only logs a creation that failed: every append after
+// it failed with ErrSealed until the process restarted. The log must
+// append again once files can be created, and lose nothing.
+func TestWALAppendsAgainAfterARotationFailed(t *testing.T) {
+	old := walSegmentSize
+	walSegmentSize = 64 << 10
+	t.Cleanup(func() { walSegmentSize = old })
+	dir := t.TempDir()
+	l, err := openWALLog(dir, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var next uint64 = 1
+	store := func() error {
+		err := l.StoreLogs([]*raft.Log{{Index: next, Term: 1, Type: raft.LogCommand, Data: make([]byte, 4<<10)}})
+		if err == nil {
+			next++
+		}
+		return err
+	}
+	for range 5 {
+		if err := store(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Take every file descriptor the process may open, then fill the
+	// segment: creating the next one fails.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Skipf("getrlimit: %v", err)
+	}
+	open, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	low := lim
+	low.Cur = uint64(len(open) + 16)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Skipf("setrlimit: %v", err)
+	}
+	var hogs []*os.File
+	release := func() {
+		for _, f := range hogs {
+			f.Close()
+		}
+		hogs = nil
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+	t.Cleanup(release)
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break
+		}
+		hogs = append(hogs, f)
+	}
+	failed := false
+	for range 64 {
+		if err := store(); err != nil {
+			t.Logf("append with no descriptor free: %v", err)
+			failed = true
+			break
+		}
+	}
+	if !failed {
+		t.Fatal("64 appends of 4 KiB into 64 KiB segments needed no new segment")
+	}
+	release()
+
+	for range 32 {
+		if err := store(); err != nil {
+			t.Fatalf("append %d after descriptors were free again: %v", next, err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l, err = openWALLog(dir, hclog.NewNullLogger()); err != nil {
+		t.Fatal(err)
+	}
+	last, err := l.LastIndex()
+	if err != nil || last != next-1 {
+		t.Fatalf("after a restart: last index %d (%v), want %d", last, err, next-1)
+	}
+	for i := uint64(1); i < next; i++ {
+		var e raft.Log
+		if err := l.GetLog(i, &e); err != nil || e.Index != i || len(e.Data) != 4<<10 {
+			t.Fatalf("entry %d after a restart: %v (index %d, %d bytes)", i, err, e.Index, len(e.Data))
+		}
 	}
 }
