@@ -45,34 +45,32 @@ const logCacheSize = 64
 // in v0.4.0 leaves its meta database open, which keeps the file locked
 // and would make a node restarted in the same process wait forever.
 //
-// It also reopens the WAL when an append finds its segment sealed.
-// raft-wal seals a full segment and creates the next one in a background
-// goroutine that only logs "rotate error" when the creation fails (no file
-// descriptor free, the disk full); every later append then fails with
-// ErrSealed until the process restarts, and a leader steps down on each.
-// Opening the directory again runs raft-wal's recovery, which creates the
-// missing segment.
+// It also reopens the WAL after a failed append (see StoreLogs): raft-wal
+// v0.4.0 stays broken after one until the process restarts, its leader
+// stepping down after every election it wins.
 type walLog struct {
 	dir    string
 	logger hclog.Logger
 
-	mu   sync.RWMutex // held for writing while reopen swaps wal and meta
-	wal  *wal.WAL     // nil after a reopen that failed half way, or Close
+	mu   sync.RWMutex // held for writing while repair swaps wal and meta
+	wal  *wal.WAL     // nil after Close, or while a repair has yet to succeed
 	meta *metadb.BoltMetaDB
 	done bool // Close was called
+	// cutFrom: entries from this index on are to be cut off the tail once
+	// the log is open again (0: none).
+	cutFrom uint64
 }
 
-var errWALReopening = errors.New("cluster: raft log: reopening after a failed segment rotation")
+var errWALReopening = errors.New("cluster: raft log: reopening after a failed append")
 
-// use runs fn on the open WAL, first trying again a reopen that failed
-// half way (the WAL closed, opening it again failed for want of a
-// descriptor, say).
+// use runs fn on the open WAL, first finishing a repair that failed (the
+// directory could not be opened again for want of a descriptor, say).
 func (w *walLog) use(fn func(*wal.WAL) error) error {
 	w.mu.RLock()
 	closed := w.wal == nil && !w.done
 	w.mu.RUnlock()
 	if closed {
-		if err := w.reopen(nil); err != nil {
+		if err := w.repair(nil, 0); err != nil {
 			return err
 		}
 	}
@@ -118,19 +116,38 @@ func (w *walLog) GetLog(index uint64, lg *raft.Log) error {
 
 func (w *walLog) StoreLog(lg *raft.Log) error { return w.StoreLogs([]*raft.Log{lg}) }
 
-// StoreLogs appends logs; on a sealed segment it reopens the WAL and
-// tries once more.
+// StoreLogs appends logs. A failed append repairs the WAL: raft-wal
+// v0.4.0 has no rollback, so an append that failed part way (a write or
+// fsync error, or the first fsync of a new segment failing to open its
+// directory) leaves its memory ahead of its files, and every later append
+// fails as non-monotonic; a full segment whose successor could not be
+// created fails every append with ErrSealed. After ErrSealed nothing was
+// written, and the append is tried again once the log is reopened. After
+// other errors the entries may have reached the files after all; raft,
+// told they did not, will append them again after its own last index, so
+// the repair cuts them off.
 func (w *walLog) StoreLogs(logs []*raft.Log) error {
-	var sealed *wal.WAL
-	err := w.use(func(l *wal.WAL) error { sealed = l; return l.StoreLogs(logs) })
-	if !errors.Is(err, types.ErrSealed) {
+	if len(logs) == 0 {
+		return nil
+	}
+	var failed *wal.WAL
+	err := w.use(func(l *wal.WAL) error { failed = l; return l.StoreLogs(logs) })
+	if err == nil || failed == nil || errors.Is(err, wal.ErrClosed) {
 		return err
 	}
-	w.logger.Warn("raft log: the segment is sealed but the next one was not created (a failed rotation); reopening", "dir", w.dir)
-	if rerr := w.reopen(sealed); rerr != nil {
-		return fmt.Errorf("%w; reopening the raft log: %v", err, rerr)
+	w.logger.Warn("raft log: append failed; reopening the log", "dir", w.dir, "err", err)
+	sealed := errors.Is(err, types.ErrSealed)
+	cut := logs[0].Index
+	if sealed {
+		cut = 0
 	}
-	return w.use(func(l *wal.WAL) error { return l.StoreLogs(logs) })
+	if rerr := w.repair(failed, cut); rerr != nil {
+		return fmt.Errorf("%w; repairing the raft log: %v", err, rerr)
+	}
+	if sealed {
+		return w.use(func(l *wal.WAL) error { return l.StoreLogs(logs) })
+	}
+	return err
 }
 
 func (w *walLog) DeleteRange(min, max uint64) error {
@@ -141,16 +158,21 @@ func (w *walLog) DeleteRange(min, max uint64) error {
 // gaps, as *wal.WAL does.
 func (w *walLog) IsMonotonic() bool { return true }
 
-// reopen closes the WAL if it is still old (nil: already closed) and
-// opens the directory again.
-func (w *walLog) reopen(old *wal.WAL) error {
+// repair closes the WAL if it is still old (nil: already closed), opens
+// the directory again (raft-wal's recovery reads the files) and cuts off
+// the tail from cutFrom, if not 0. When opening or cutting fails, the WAL
+// is left closed and the next call to use tries again.
+func (w *walLog) repair(old *wal.WAL, cutFrom uint64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
 		return wal.ErrClosed
 	}
 	if w.wal != old {
-		return nil // another call reopened it already
+		return nil // another call repaired it already
+	}
+	if cutFrom > 0 && (w.cutFrom == 0 || cutFrom < w.cutFrom) {
+		w.cutFrom = cutFrom
 	}
 	if w.wal != nil {
 		// Both must be closed before opening again: the meta database
@@ -165,8 +187,19 @@ func (w *walLog) reopen(old *wal.WAL) error {
 	if err != nil {
 		return err
 	}
+	if w.cutFrom > 0 {
+		last, err := l.wal.LastIndex()
+		if err == nil && last >= w.cutFrom {
+			err = l.wal.DeleteRange(w.cutFrom, last)
+		}
+		if err != nil {
+			l.Close()
+			return fmt.Errorf("cluster: cut the failed append off the raft log: %w", err)
+		}
+		w.cutFrom = 0
+	}
 	w.wal, w.meta = l.wal, l.meta
-	w.logger.Info("raft log: reopened after a failed segment rotation", "dir", w.dir)
+	w.logger.Info("raft log: reopened after a failed append", "dir", w.dir)
 	return nil
 }
 

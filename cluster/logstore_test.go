@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"github.com/hashicorp/raft-wal/types"
 
 	"github.com/raftsession/raftsession/session"
 )
@@ -146,36 +148,11 @@ func TestWALLogHidesCompactedEntries(t *testing.T) {
 	}
 }
 
-// raft-wal creates the next segment file in the background once a segment
-// is full, and v0.4.0 only logs a creation that failed: every append after
-// it failed with ErrSealed until the process restarted. The log must
-// append again once files can be created, and lose nothing.
-func TestWALAppendsAgainAfterARotationFailed(t *testing.T) {
-	old := walSegmentSize
-	walSegmentSize = 64 << 10
-	t.Cleanup(func() { walSegmentSize = old })
-	dir := t.TempDir()
-	l, err := openWALLog(dir, hclog.NewNullLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	var next uint64 = 1
-	store := func() error {
-		err := l.StoreLogs([]*raft.Log{{Index: next, Term: 1, Type: raft.LogCommand, Data: make([]byte, 4<<10)}})
-		if err == nil {
-			next++
-		}
-		return err
-	}
-	for range 5 {
-		if err := store(); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Take every file descriptor the process may open, then fill the
-	// segment: creating the next one fails.
+// exhaustDescriptors lowers the process's descriptor limit and opens files
+// until no descriptor is left. It returns the undo, also registered with
+// t.Cleanup.
+func exhaustDescriptors(t *testing.T) (release func()) {
+	t.Helper()
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		t.Skipf("getrlimit: %v", err)
@@ -190,7 +167,7 @@ func TestWALAppendsAgainAfterARotationFailed(t *testing.T) {
 		t.Skipf("setrlimit: %v", err)
 	}
 	var hogs []*os.File
-	release := func() {
+	release = func() {
 		for _, f := range hogs {
 			f.Close()
 		}
@@ -201,42 +178,120 @@ func TestWALAppendsAgainAfterARotationFailed(t *testing.T) {
 	for {
 		f, err := os.Open(os.DevNull)
 		if err != nil {
-			break
+			return release
 		}
 		hogs = append(hogs, f)
 	}
-	failed := false
-	for range 64 {
-		if err := store(); err != nil {
-			t.Logf("append with no descriptor free: %v", err)
-			failed = true
-			break
-		}
-	}
-	if !failed {
-		t.Fatal("64 appends of 4 KiB into 64 KiB segments needed no new segment")
-	}
-	release()
+}
 
-	for range 32 {
-		if err := store(); err != nil {
-			t.Fatalf("append %d after descriptors were free again: %v", next, err)
-		}
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if l, err = openWALLog(dir, hclog.NewNullLogger()); err != nil {
-		t.Fatal(err)
-	}
-	last, err := l.LastIndex()
-	if err != nil || last != next-1 {
-		t.Fatalf("after a restart: last index %d (%v), want %d", last, err, next-1)
-	}
-	for i := uint64(1); i < next; i++ {
-		var e raft.Log
-		if err := l.GetLog(i, &e); err != nil || e.Index != i || len(e.Data) != 4<<10 {
-			t.Fatalf("entry %d after a restart: %v (index %d, %d bytes)", i, err, e.Index, len(e.Data))
-		}
+// raft-wal v0.4.0 has no way back from a failed append: a full segment
+// whose successor could not be created fails every later append with
+// ErrSealed, and an append that failed part way (here: the first fsync of
+// a new segment, which opens the directory) leaves raft-wal's memory ahead
+// of its files and every later append non-monotonic, until the process
+// restarts. The log must append again once files can be opened, and keep
+// exactly the entries it acknowledged.
+func TestWALAppendsAgainAfterAFailedAppend(t *testing.T) {
+	old := walSegmentSize
+	walSegmentSize = 64 << 10 // 4 KiB entries: a segment holds about 15
+	t.Cleanup(func() { walSegmentSize = old })
+	for _, tc := range []struct {
+		name string
+		// fail makes an append fail for want of a descriptor and returns
+		// its error; store appends the next entry, segments counts files.
+		fail func(t *testing.T, store func() error, segments func() int) error
+	}{
+		{"the next segment cannot be created", func(t *testing.T, store func() error, segments func() int) error {
+			release := exhaustDescriptors(t)
+			defer release()
+			for range 64 {
+				if err := store(); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"an append fails part way", func(t *testing.T, store func() error, segments func() int) error {
+			// The first append into a new segment fsyncs its directory,
+			// which needs a descriptor: it fails after writing. Append
+			// until an append sealed the segment and the rotation made
+			// the next one, then starve the first append into it.
+			for range 5 {
+				for n := segments(); segments() == n; {
+					if err := store(); err != nil {
+						t.Fatal(err)
+					}
+					time.Sleep(5 * time.Millisecond) // for a rotation to finish
+				}
+				release := exhaustDescriptors(t)
+				err := store()
+				release()
+				if err != nil && !errors.Is(err, types.ErrSealed) {
+					return err
+				}
+			}
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			l, err := openWALLog(dir, hclog.NewNullLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			var next uint64 = 1
+			entry := func(i uint64) string { return fmt.Sprintf("%0*d", 4<<10, i) }
+			store := func() error {
+				err := l.StoreLogs([]*raft.Log{{Index: next, Term: 1, Type: raft.LogCommand, Data: []byte(entry(next))}})
+				if err == nil {
+					next++
+				}
+				return err
+			}
+			segments := func() int {
+				m, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
+				return len(m)
+			}
+			for range 5 { // the first segment's first fsync is done
+				if err := store(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err = tc.fail(t, store, segments)
+			if err == nil {
+				t.Fatal("no append failed for want of a descriptor: the case was not reproduced")
+			}
+			if sealed := errors.Is(err, types.ErrSealed); sealed != (tc.name == "the next segment cannot be created") {
+				t.Fatalf("append %d with no descriptor free failed with another error than the case's: %v", next, err)
+			}
+			t.Logf("append %d with no descriptor free: %v", next, err)
+			for range 32 {
+				if err := store(); err != nil {
+					t.Fatalf("append %d after descriptors were free again: %v", next, err)
+				}
+			}
+			check := func(when string) {
+				t.Helper()
+				last, err := l.LastIndex()
+				if err != nil || last != next-1 {
+					t.Fatalf("%s: last index %d (%v), want %d", when, last, err, next-1)
+				}
+				for i := uint64(1); i < next; i++ {
+					var e raft.Log
+					if err := l.GetLog(i, &e); err != nil || e.Index != i || string(e.Data) != entry(i) {
+						t.Fatalf("%s: entry %d: %v (index %d)", when, i, err, e.Index)
+					}
+				}
+			}
+			check("after the failure")
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if l, err = openWALLog(dir, hclog.NewNullLogger()); err != nil {
+				t.Fatal(err)
+			}
+			check("after a restart")
+		})
 	}
 }
