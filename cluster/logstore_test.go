@@ -148,40 +148,61 @@ func TestWALLogHidesCompactedEntries(t *testing.T) {
 	}
 }
 
-// exhaustDescriptors lowers the process's descriptor limit and opens files
-// until no descriptor is left. It returns the undo, also registered with
-// t.Cleanup.
-func exhaustDescriptors(t *testing.T) (release func()) {
+// fdHog takes the process's file descriptors: it lowers the limit and
+// opens files until none is left.
+type fdHog struct {
+	lim   syscall.Rlimit
+	files []*os.File
+}
+
+// exhaustDescriptors leaves the process no descriptor free. Undo it with
+// release (also registered with t.Cleanup).
+func exhaustDescriptors(t *testing.T) *fdHog {
 	t.Helper()
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+	h := &fdHog{}
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &h.lim); err != nil {
 		t.Skipf("getrlimit: %v", err)
 	}
 	open, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Skipf("no /proc/self/fd: %v", err)
 	}
-	low := lim
+	low := h.lim
 	low.Cur = uint64(len(open) + 16)
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
 		t.Skipf("setrlimit: %v", err)
 	}
-	var hogs []*os.File
-	release = func() {
-		for _, f := range hogs {
-			f.Close()
-		}
-		hogs = nil
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
-	}
-	t.Cleanup(release)
+	t.Cleanup(h.release)
+	h.take()
+	return h
+}
+
+// take opens files until none can be opened.
+func (h *fdHog) take() {
 	for {
 		f, err := os.Open(os.DevNull)
 		if err != nil {
-			return release
+			return
 		}
-		hogs = append(hogs, f)
+		h.files = append(h.files, f)
 	}
+}
+
+// freeOne gives one descriptor back.
+func (h *fdHog) freeOne() {
+	if n := len(h.files); n > 0 {
+		h.files[n-1].Close()
+		h.files = h.files[:n-1]
+	}
+}
+
+// release gives every descriptor back and restores the limit.
+func (h *fdHog) release() {
+	for _, f := range h.files {
+		f.Close()
+	}
+	h.files = nil
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &h.lim)
 }
 
 // raft-wal v0.4.0 has no way back from a failed append: a full segment
@@ -202,8 +223,7 @@ func TestWALAppendsAgainAfterAFailedAppend(t *testing.T) {
 		fail func(t *testing.T, store func() error, segments func() int) error
 	}{
 		{"the next segment cannot be created", func(t *testing.T, store func() error, segments func() int) error {
-			release := exhaustDescriptors(t)
-			defer release()
+			defer exhaustDescriptors(t).release()
 			for range 64 {
 				if err := store(); err != nil {
 					return err
@@ -223,9 +243,9 @@ func TestWALAppendsAgainAfterAFailedAppend(t *testing.T) {
 					}
 					time.Sleep(5 * time.Millisecond) // for a rotation to finish
 				}
-				release := exhaustDescriptors(t)
+				hog := exhaustDescriptors(t)
 				err := store()
-				release()
+				hog.release()
 				if err != nil && !errors.Is(err, types.ErrSealed) {
 					return err
 				}

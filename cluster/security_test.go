@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -617,6 +616,16 @@ func TestAttackPeerThatNeverReadsItsAnswers(t *testing.T) {
 	create(t, n.Store(), session.NewID())
 }
 
+// sessionGet creates a session on n and returns a forward get request's
+// payload for it.
+func sessionGet(t *testing.T, n *Node) []byte {
+	t.Helper()
+	id := session.NewID()
+	create(t, n.Store(), id)
+	k := session.KeyOf(id)
+	return binaryAppendU64(append([]byte(nil), k[:]...), 0)
+}
+
 // squat plays an attacker without the cluster key who opens TCP connections
 // to addr from the given source addresses (round robin), sends nothing and
 // keeps up to hold of them open, opening a new one whenever the port closes
@@ -718,10 +727,7 @@ func memberRequest(addr string, cfg *tls.Config, delay time.Duration, kind byte,
 func TestAttackHandshakesCannotHoldThePort(t *testing.T) {
 	nodes, key := keyedCluster(t, 1)
 	n := nodes[0]
-	id := session.NewID()
-	create(t, n.Store(), id)
-	k := session.KeyOf(id)
-	get := binaryAppendU64(append([]byte(nil), k[:]...), 0)
+	get := sessionGet(t, n)
 	member := attackerTLS(t, key, n.cfg.NodeID)
 
 	sources := func(count int) []string {
@@ -771,10 +777,7 @@ func TestEstablishedConnectionsAreNeverDisplaced(t *testing.T) {
 	t.Cleanup(func() { maxPendingConns, maxPendingPerSource = oldAll, oldPer })
 	nodes, key := keyedCluster(t, 1)
 	n := nodes[0]
-	id := session.NewID()
-	create(t, n.Store(), id)
-	k := session.KeyOf(id)
-	get := binaryAppendU64(append([]byte(nil), k[:]...), 0)
+	get := sessionGet(t, n)
 	c, err := attackerDial(n.RaftAddr(), attackerTLS(t, key, n.cfg.NodeID), protoForward)
 	if err != nil {
 		t.Fatal(err)
@@ -822,62 +825,22 @@ func TestEstablishedConnectionsAreNeverDisplaced(t *testing.T) {
 // free, or the node can never again be dialled by a new leader.
 func TestRaftPortAcceptsAgainAfterRunningOutOfDescriptors(t *testing.T) {
 	n := mustStart(t, testConfig(t, "solo", t.TempDir()))
-	id := session.NewID()
-	create(t, n.Store(), id)
-	k := session.KeyOf(id)
-	get := binaryAppendU64(append([]byte(nil), k[:]...), 0)
+	get := sessionGet(t, n)
 
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Skipf("getrlimit: %v", err)
-	}
-	open, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
-	}
-	low := old
-	low.Cur = uint64(len(open) + 64)
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
-		t.Skipf("setrlimit: %v", err)
-	}
-	var hogs []*os.File
-	release := func() {
-		for _, f := range hogs {
-			f.Close()
-		}
-		hogs = nil
-	}
-	t.Cleanup(func() {
-		release()
-		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old)
-	})
-	hog := func() {
-		for {
-			f, err := os.Open(os.DevNull)
-			if err != nil {
-				return
-			}
-			hogs = append(hogs, f)
-		}
-	}
-	hog()
+	hog := exhaustDescriptors(t)
 	// Free one descriptor for the dialling side only: the port's accept
 	// needs another and fails.
-	hogs[len(hogs)-1].Close()
-	hogs = hogs[:len(hogs)-1]
+	hog.freeOne()
 	c, err := net.DialTimeout("tcp", n.RaftAddr(), time.Second)
 	if err != nil {
 		t.Fatalf("dial with one descriptor free: %v", err)
 	}
 	defer c.Close()
 	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
-		hog() // take back whatever the node let go of
+		hog.take() // take back whatever the node let go of
 		time.Sleep(10 * time.Millisecond)
 	}
-	release()
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
+	hog.release()
 	f, err := attackerRequest(n.RaftAddr(), nil, reqGet, get)
 	if err != nil {
 		t.Fatalf("a request after descriptors were free again: %v", err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"net/http"
@@ -298,25 +297,7 @@ func putValue(b *browser, base, key, v string, timeout time.Duration) (response,
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 	}
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "PUT", base+"/api/session/values/"+key, strings.NewReader(v))
-	if err != nil {
-		return response{}, err
-	}
-	if b.sid != "" {
-		req.AddCookie(&http.Cookie{Name: "sid", Value: b.sid})
-	}
-	resp, err := b.c.http.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	for _, ck := range resp.Cookies() {
-		if ck.Name == "sid" {
-			b.sid = ck.Value
-		}
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: string(body)}, err
+	return b.send(ctx, "PUT", base+"/api/session/values/"+key, strings.NewReader(v))
 }
 
 // checkAlice reads alice's session on base: hers, with the note written

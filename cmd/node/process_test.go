@@ -84,7 +84,12 @@ func newBrowser(t *testing.T) *browser {
 }
 
 func (b *browser) try(method, url string) (response, error) {
-	req, err := http.NewRequestWithContext(context.Background(), method, url, nil)
+	return b.send(context.Background(), method, url, nil)
+}
+
+// send is try with a context and a request body (nil for none).
+func (b *browser) send(ctx context.Context, method, url string, body io.Reader) (response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
 		return response{}, err
 	}
@@ -96,7 +101,7 @@ func (b *browser) try(method, url string) (response, error) {
 		return response{}, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
+	got, err := io.ReadAll(resp.Body)
 	for _, ck := range resp.Cookies() {
 		if ck.Name == "sid" {
 			b.sid = ck.Value
@@ -105,7 +110,7 @@ func (b *browser) try(method, url string) (response, error) {
 			}
 		}
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: string(body)}, err
+	return response{status: resp.StatusCode, header: resp.Header, body: string(got)}, err
 }
 
 func (b *browser) do(method, url string) response {
