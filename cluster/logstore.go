@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -41,12 +42,13 @@ var walSegmentSize = wal.DefaultSegmentSize
 // 512 held 20 MB while a node created sessions, 100 B per session at 200k.
 const logCacheSize = 64
 
-// walLog is raft-wal with the meta database it was opened with. WAL.Close
-// in v0.4.0 leaves its meta database open, which keeps the file locked
-// and would make a node restarted in the same process wait forever.
+// walLog is raft-wal with the meta database it was opened with, which it
+// closes itself: v0.4.0's WAL.Close left it open, and its file lock made a
+// node restarted in the same process wait forever (v0.4.1 closes it too; a
+// second Close does nothing).
 //
 // It also reopens the WAL after a failed append (see StoreLogs): raft-wal
-// v0.4.0 stays broken after one until the process restarts, its leader
+// v0.4 stays broken after one until the process restarts, its leader
 // stepping down after every election it wins.
 type walLog struct {
 	dir    string
@@ -59,15 +61,26 @@ type walLog struct {
 	// cutFrom: entries from this index on are to be cut off the tail once
 	// the log is open again (0: none).
 	cutFrom uint64
+	// retryAt: a reader does not try a failed repair again before this,
+	// so the readers of a closed log (a replication goroutine per
+	// follower) do not each reopen it, each time holding the descriptors
+	// a failed wal.Open leaves open until they are collected.
+	retryAt time.Time
 }
+
+// walRepairBackoff is how long a failed repair waits before the next try.
+const walRepairBackoff = 100 * time.Millisecond
 
 var errWALReopening = errors.New("cluster: raft log: reopening after a failed append")
 
 // use runs fn on the open WAL, first finishing a repair that failed (the
-// directory could not be opened again for want of a descriptor, say).
-func (w *walLog) use(fn func(*wal.WAL) error) error {
+// directory could not be opened again for want of a descriptor, say):
+// for appends at once, for reads once walRepairBackoff has passed.
+func (w *walLog) use(fn func(*wal.WAL) error) error { return w.useFor(false, fn) }
+
+func (w *walLog) useFor(appending bool, fn func(*wal.WAL) error) error {
 	w.mu.RLock()
-	closed := w.wal == nil && !w.done
+	closed := w.wal == nil && !w.done && (appending || !time.Now().Before(w.retryAt))
 	w.mu.RUnlock()
 	if closed {
 		if err := w.repair(nil, 0); err != nil {
@@ -95,7 +108,7 @@ func (w *walLog) LastIndex() (last uint64, err error) {
 	return last, err
 }
 
-// GetLog reports entries before FirstIndex as missing. raft-wal v0.4.0
+// GetLog reports entries before FirstIndex as missing. raft-wal v0.4
 // truncates the head of its open segment (64 MiB) only logically and
 // still returns the entries raft compacted away after a snapshot; raft
 // would then replicate from them to a follower that TrailingLogs says must
@@ -117,37 +130,46 @@ func (w *walLog) GetLog(index uint64, lg *raft.Log) error {
 func (w *walLog) StoreLog(lg *raft.Log) error { return w.StoreLogs([]*raft.Log{lg}) }
 
 // StoreLogs appends logs. A failed append repairs the WAL: raft-wal
-// v0.4.0 has no rollback, so an append that failed part way (a write or
+// v0.4 has no rollback, so an append that failed part way (a write or
 // fsync error, or the first fsync of a new segment failing to open its
 // directory) leaves its memory ahead of its files, and every later append
 // fails as non-monotonic; a full segment whose successor could not be
 // created fails every append with ErrSealed. After ErrSealed nothing was
-// written, and the append is tried again once the log is reopened. After
+// written, and the append is tried once more on the repaired log. After
 // other errors the entries may have reached the files after all; raft,
 // told they did not, will append them again after its own last index, so
-// the repair cuts them off.
+// the repair cuts them off (never below what the log held before).
 func (w *walLog) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
-	var failed *wal.WAL
-	err := w.use(func(l *wal.WAL) error { failed = l; return l.StoreLogs(logs) })
-	if err == nil || failed == nil || errors.Is(err, wal.ErrClosed) {
-		return err
+	for retried := false; ; retried = true {
+		var failed *wal.WAL
+		var before uint64
+		err := w.useFor(true, func(l *wal.WAL) error {
+			failed = l
+			var err error
+			if before, err = l.LastIndex(); err != nil {
+				return err
+			}
+			return l.StoreLogs(logs)
+		})
+		if err == nil || failed == nil || errors.Is(err, wal.ErrClosed) {
+			return err
+		}
+		w.logger.Warn("raft log: append failed; reopening the log", "dir", w.dir, "err", err)
+		sealed := errors.Is(err, types.ErrSealed)
+		var cut uint64
+		if !sealed {
+			cut = max(logs[0].Index, before+1)
+		}
+		if rerr := w.repair(failed, cut); rerr != nil {
+			return fmt.Errorf("%w; repairing the raft log: %v", err, rerr)
+		}
+		if !sealed || retried {
+			return err
+		}
 	}
-	w.logger.Warn("raft log: append failed; reopening the log", "dir", w.dir, "err", err)
-	sealed := errors.Is(err, types.ErrSealed)
-	cut := logs[0].Index
-	if sealed {
-		cut = 0
-	}
-	if rerr := w.repair(failed, cut); rerr != nil {
-		return fmt.Errorf("%w; repairing the raft log: %v", err, rerr)
-	}
-	if sealed {
-		return w.use(func(l *wal.WAL) error { return l.StoreLogs(logs) })
-	}
-	return err
 }
 
 func (w *walLog) DeleteRange(min, max uint64) error {
@@ -185,6 +207,7 @@ func (w *walLog) repair(old *wal.WAL, cutFrom uint64) error {
 	}
 	l, err := openWALLog(w.dir, w.logger)
 	if err != nil {
+		w.retryAt = time.Now().Add(walRepairBackoff)
 		return err
 	}
 	if w.cutFrom > 0 {
@@ -194,6 +217,7 @@ func (w *walLog) repair(old *wal.WAL, cutFrom uint64) error {
 		}
 		if err != nil {
 			l.Close()
+			w.retryAt = time.Now().Add(walRepairBackoff)
 			return fmt.Errorf("cluster: cut the failed append off the raft log: %w", err)
 		}
 		w.cutFrom = 0

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -205,113 +206,222 @@ func (h *fdHog) release() {
 	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &h.lim)
 }
 
-// raft-wal v0.4.0 has no way back from a failed append: a full segment
-// whose successor could not be created fails every later append with
-// ErrSealed, and an append that failed part way (here: the first fsync of
-// a new segment, which opens the directory) leaves raft-wal's memory ahead
-// of its files and every later append non-monotonic, until the process
-// restarts. The log must append again once files can be opened, and keep
-// exactly the entries it acknowledged.
-func TestWALAppendsAgainAfterAFailedAppend(t *testing.T) {
+// walRig is a raft-wal log of 64 KiB segments (about 15 entries of
+// 4 KiB each) with the entries it acknowledged, for the failure tests.
+type walRig struct {
+	t    *testing.T
+	dir  string
+	l    *walLog
+	next uint64 // the index of the next entry; every one below was acknowledged
+	out  *lockedBuffer
+}
+
+// lockedBuffer is the rig's log output, written by raft-wal's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func newWALRig(t *testing.T) *walRig {
+	t.Helper()
 	old := walSegmentSize
-	walSegmentSize = 64 << 10 // 4 KiB entries: a segment holds about 15
+	walSegmentSize = 64 << 10
 	t.Cleanup(func() { walSegmentSize = old })
-	for _, tc := range []struct {
-		name string
-		// fail makes an append fail for want of a descriptor and returns
-		// its error; store appends the next entry, segments counts files.
-		fail func(t *testing.T, store func() error, segments func() int) error
-	}{
-		{"the next segment cannot be created", func(t *testing.T, store func() error, segments func() int) error {
-			defer exhaustDescriptors(t).release()
-			for range 64 {
-				if err := store(); err != nil {
-					return err
-				}
-			}
-			return nil
-		}},
-		{"an append fails part way", func(t *testing.T, store func() error, segments func() int) error {
-			// The first append into a new segment fsyncs its directory,
-			// which needs a descriptor: it fails after writing. Append
-			// until an append sealed the segment and the rotation made
-			// the next one, then starve the first append into it.
-			for range 5 {
-				for n := segments(); segments() == n; {
-					if err := store(); err != nil {
-						t.Fatal(err)
-					}
-					time.Sleep(5 * time.Millisecond) // for a rotation to finish
-				}
-				hog := exhaustDescriptors(t)
-				err := store()
-				hog.release()
-				if err != nil && !errors.Is(err, types.ErrSealed) {
-					return err
-				}
-			}
-			return nil
-		}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			l, err := openWALLog(dir, hclog.NewNullLogger())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { l.Close() })
-			var next uint64 = 1
-			entry := func(i uint64) string { return fmt.Sprintf("%0*d", 4<<10, i) }
-			store := func() error {
-				err := l.StoreLogs([]*raft.Log{{Index: next, Term: 1, Type: raft.LogCommand, Data: []byte(entry(next))}})
-				if err == nil {
-					next++
-				}
-				return err
-			}
-			segments := func() int {
-				m, _ := filepath.Glob(filepath.Join(dir, "*.wal"))
-				return len(m)
-			}
-			for range 5 { // the first segment's first fsync is done
-				if err := store(); err != nil {
-					t.Fatal(err)
-				}
-			}
-			err = tc.fail(t, store, segments)
-			if err == nil {
-				t.Fatal("no append failed for want of a descriptor: the case was not reproduced")
-			}
-			if sealed := errors.Is(err, types.ErrSealed); sealed != (tc.name == "the next segment cannot be created") {
-				t.Fatalf("append %d with no descriptor free failed with another error than the case's: %v", next, err)
-			}
-			t.Logf("append %d with no descriptor free: %v", next, err)
-			for range 32 {
-				if err := store(); err != nil {
-					t.Fatalf("append %d after descriptors were free again: %v", next, err)
-				}
-			}
-			check := func(when string) {
-				t.Helper()
-				last, err := l.LastIndex()
-				if err != nil || last != next-1 {
-					t.Fatalf("%s: last index %d (%v), want %d", when, last, err, next-1)
-				}
-				for i := uint64(1); i < next; i++ {
-					var e raft.Log
-					if err := l.GetLog(i, &e); err != nil || e.Index != i || string(e.Data) != entry(i) {
-						t.Fatalf("%s: entry %d: %v (index %d)", when, i, err, e.Index)
-					}
-				}
-			}
-			check("after the failure")
-			if err := l.Close(); err != nil {
-				t.Fatal(err)
-			}
-			if l, err = openWALLog(dir, hclog.NewNullLogger()); err != nil {
-				t.Fatal(err)
-			}
-			check("after a restart")
-		})
+	r := &walRig{t: t, dir: t.TempDir(), next: 1, out: &lockedBuffer{}}
+	r.open()
+	t.Cleanup(func() { r.l.Close() })
+	for range 5 { // past the first segment's first fsync
+		r.mustStore()
 	}
+	return r
+}
+
+func (r *walRig) open() {
+	r.t.Helper()
+	l, err := openWALLog(r.dir, hclog.New(&hclog.LoggerOptions{Output: r.out}))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.l = l
+}
+
+func walEntry(i uint64) string { return fmt.Sprintf("%0*d", 4<<10, i) }
+
+// store appends the next entry, as raft does: after its own last index.
+func (r *walRig) store() error {
+	err := r.l.StoreLogs([]*raft.Log{{Index: r.next, Term: 1, Type: raft.LogCommand, Data: []byte(walEntry(r.next))}})
+	if err == nil {
+		r.next++
+	}
+	return err
+}
+
+func (r *walRig) mustStore() {
+	r.t.Helper()
+	if err := r.store(); err != nil {
+		r.t.Fatalf("append %d: %v", r.next, err)
+	}
+}
+
+func (r *walRig) segments() int {
+	m, _ := filepath.Glob(filepath.Join(r.dir, "*.wal"))
+	return len(m)
+}
+
+// check requires exactly the acknowledged entries, then the same after a
+// restart.
+func (r *walRig) check() {
+	r.t.Helper()
+	for _, when := range []string{"before a restart", "after a restart"} {
+		last, err := r.l.LastIndex()
+		if err != nil || last != r.next-1 {
+			r.t.Fatalf("%s: last index %d (%v), want %d", when, last, err, r.next-1)
+		}
+		for i := uint64(1); i < r.next; i++ {
+			var e raft.Log
+			if err := r.l.GetLog(i, &e); err != nil || e.Index != i || string(e.Data) != walEntry(i) {
+				r.t.Fatalf("%s: entry %d: %v (index %d)", when, i, err, e.Index)
+			}
+		}
+		if when == "before a restart" {
+			if err := r.l.Close(); err != nil {
+				r.t.Fatal(err)
+			}
+			r.open()
+		}
+	}
+}
+
+// failPartWay starves the first append into a new segment of descriptors:
+// it writes, then fails to open the directory for the new file's first
+// fsync. It returns that append's error.
+func (r *walRig) failPartWay() error {
+	r.t.Helper()
+	for range 5 {
+		for n := r.segments(); r.segments() == n; {
+			r.mustStore()
+			time.Sleep(5 * time.Millisecond) // for a rotation to finish
+		}
+		hog := exhaustDescriptors(r.t)
+		err := r.store()
+		hog.release()
+		if err != nil && !errors.Is(err, types.ErrSealed) {
+			return err
+		}
+	}
+	r.t.Fatal("no append failed part way for want of a descriptor: the case was not reproduced")
+	return nil
+}
+
+// failRotation appends with no descriptor free until raft-wal has logged
+// that it could not create the next segment, and returns the hog, still
+// holding every descriptor.
+func (r *walRig) failRotation() *fdHog {
+	r.t.Helper()
+	hog := exhaustDescriptors(r.t)
+	for range 64 {
+		r.mustStore()
+		for range 20 {
+			if strings.Contains(r.out.String(), "rotate error") {
+				return hog
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	r.t.Fatal("no rotation failed for want of a descriptor: the case was not reproduced")
+	return nil
+}
+
+// raft-wal v0.4 has no way back from a failed append: a full segment whose
+// successor could not be created fails every later append with
+// ErrSealed, and an append that failed part way leaves raft-wal's memory
+// ahead of its files and every later append non-monotonic, until the
+// process restarts. The log must append again once files can be opened,
+// and keep exactly the entries it acknowledged.
+func TestWALAppendsAgainAfterAFailedAppend(t *testing.T) {
+	t.Run("the next segment cannot be created", func(t *testing.T) {
+		r := newWALRig(t)
+		hog := r.failRotation()
+		err := r.store()
+		hog.release()
+		if !errors.Is(err, types.ErrSealed) {
+			t.Fatalf("append %d with no descriptor free after a failed rotation: %v, want ErrSealed", r.next, err)
+		}
+		for range 32 {
+			r.mustStore()
+		}
+		r.check()
+	})
+	t.Run("the first append after a failed rotation, with descriptors free", func(t *testing.T) {
+		// The repair succeeds in the call that met the sealed segment,
+		// and the append is tried again in it.
+		r := newWALRig(t)
+		r.failRotation().release()
+		r.mustStore()
+		r.check()
+	})
+	t.Run("an append fails part way", func(t *testing.T) {
+		r := newWALRig(t)
+		t.Logf("append %d: %v", r.next, r.failPartWay())
+		for range 32 {
+			r.mustStore()
+		}
+		r.check()
+	})
+	t.Run("two appends fail part way", func(t *testing.T) {
+		// The second repair must not cut where the first did.
+		r := newWALRig(t)
+		for range 2 {
+			r.failPartWay()
+			for range 20 {
+				r.mustStore()
+			}
+		}
+		r.check()
+	})
+	t.Run("the retry after a sealed segment fails part way", func(t *testing.T) {
+		// The repair's reopen takes the one free descriptor, so the
+		// retried append fails at the new segment's first fsync.
+		r := newWALRig(t)
+		hog := r.failRotation()
+		hog.freeOne()
+		err := r.store()
+		hog.release()
+		if err == nil || errors.Is(err, types.ErrSealed) {
+			t.Fatalf("append %d with one descriptor free after a failed rotation: %v, want a failure part way", r.next, err)
+		}
+		r.mustStore()
+		r.check()
+	})
+}
+
+// raft truncates a follower's log where it conflicts with the leader's,
+// and the repair above cuts a failed append: both are tail truncations,
+// which raft-wal v0.4.0 left without an index block in a segment it then
+// marked sealed, so that after a restart no entry of that segment could
+// be read (hashicorp/raft-wal#31, fixed in v0.4.1).
+func TestWALCutInsideASegmentSurvivesARestart(t *testing.T) {
+	r := newWALRig(t) // entries 1-5 in the first segment
+	if err := r.l.DeleteRange(4, 5); err != nil {
+		t.Fatal(err)
+	}
+	r.next = 4
+	for range 3 {
+		r.mustStore()
+	}
+	r.check()
+	r.mustStore()
+	r.check()
 }

@@ -433,7 +433,7 @@ func (w *blobWriter) check(t *testing.T, base string) {
 // no descriptor is free. Once the connections are gone the node must
 // write again, lose nothing, and restart cleanly.
 //
-// raft-wal v0.4.0's rotation goroutine only logs "rotate error" when
+// raft-wal's (v0.4) rotation goroutine only logs "rotate error" when
 // creating the next segment fails (too many open files); its in-memory
 // tail stays the sealed segment and every later append fails with
 // "segment is sealed". Until the cluster package reopened the log on
