@@ -34,10 +34,10 @@ var (
 	maxPortConns = 512
 	// maxPendingConns caps the connections still in their handshake, and
 	// maxPendingPerSource those from one address (one IPv6 /64). A new
-	// connection past either cap displaces the oldest pending one (of its
-	// source when that cap is the one reached), so connections that send
-	// nothing cannot keep members out: they are pushed out by every new
-	// arrival, long before their handshake timeout.
+	// connection past a cap displaces the oldest pending one of its own
+	// source, or past the global cap of the source with the most (see
+	// pendingConns), so connections that send nothing push out each
+	// other, long before their handshake timeout, not members.
 	maxPendingConns     = 128
 	maxPendingPerSource = 16
 	// raftIdleTimeout closes a raft connection that has carried nothing
@@ -105,8 +105,8 @@ func (m *mux) serve() {
 			}
 			// Out of file descriptors (a flood on another port can do
 			// it) or a connection gone before it was accepted: back off
-			// and try again, as net/http and memberlist do. Giving up would leave the
-			// node undiallable until it restarts.
+			// and try again, as net/http and memberlist do. Giving up
+			// would leave the node undiallable until it restarts.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			m.log.Warn("accept", "raft port: accept failed, trying again", "err", err, "retry_in", delay)
 			select {
