@@ -47,9 +47,10 @@ const logCacheSize = 64
 // node restarted in the same process wait forever (v0.4.1 closes it too; a
 // second Close does nothing).
 //
-// It also reopens the WAL after a failed append (see StoreLogs): raft-wal
-// v0.4 stays broken after one until the process restarts, its leader
-// stepping down after every election it wins.
+// It also repairs the WAL after a failed append (see StoreLogs): after a
+// full segment whose successor could not be created, raft-wal v0.4 fails
+// every append until the process restarts, its leader stepping down after
+// every election it wins.
 type walLog struct {
 	dir    string
 	logger hclog.Logger
@@ -68,7 +69,8 @@ type walLog struct {
 	retryAt time.Time
 }
 
-// walRepairBackoff is how long a failed repair waits before the next try.
+// walRepairBackoff is how long readers wait after a failed repair before
+// they try it again; appends try again at once.
 const walRepairBackoff = 100 * time.Millisecond
 
 var errWALReopening = errors.New("cluster: raft log: reopening after a failed append")
@@ -129,16 +131,18 @@ func (w *walLog) GetLog(index uint64, lg *raft.Log) error {
 
 func (w *walLog) StoreLog(lg *raft.Log) error { return w.StoreLogs([]*raft.Log{lg}) }
 
-// StoreLogs appends logs. A failed append repairs the WAL: raft-wal
-// v0.4 has no rollback, so an append that failed part way (a write or
-// fsync error, or the first fsync of a new segment failing to open its
-// directory) leaves its memory ahead of its files, and every later append
-// fails as non-monotonic; a full segment whose successor could not be
-// created fails every append with ErrSealed. After ErrSealed nothing was
-// written, and the append is tried once more on the repaired log. After
-// other errors the entries may have reached the files after all; raft,
-// told they did not, will append them again after its own last index, so
-// the repair cuts them off (never below what the log held before).
+// StoreLogs appends logs. A failed append repairs the WAL (closes it,
+// opens the directory again, which runs raft-wal's recovery from the
+// files). A full segment whose successor could not be created fails every
+// later append with ErrSealed until that reopen; nothing of the append was
+// written, and it is tried once more on the repaired log. Other failures
+// (a write or fsync error; the first fsync of a new segment, which opens
+// its directory) v0.4.1 undoes in memory, where v0.4.0 left its memory
+// ahead of its files and failed every later append as non-monotonic; but
+// the entries may have reached the file before the failure, and an open
+// would find them. raft, told they were not stored, appends them again
+// after its own last index, so the repair cuts them off (never below what
+// the log held before).
 func (w *walLog) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
@@ -183,7 +187,8 @@ func (w *walLog) IsMonotonic() bool { return true }
 // repair closes the WAL if it is still old (nil: already closed), opens
 // the directory again (raft-wal's recovery reads the files) and cuts off
 // the tail from cutFrom, if not 0. When opening or cutting fails, the WAL
-// is left closed and the next call to use tries again.
+// is left closed: the next append tries again at once, a read after
+// walRepairBackoff.
 func (w *walLog) repair(old *wal.WAL, cutFrom uint64) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -208,7 +213,7 @@ func (w *walLog) repair(old *wal.WAL, cutFrom uint64) error {
 	l, err := openWALLog(w.dir, w.logger)
 	if err != nil {
 		w.retryAt = time.Now().Add(walRepairBackoff)
-		return err
+		return fmt.Errorf("cluster: reopen the raft log after a failed append: %w", err)
 	}
 	if w.cutFrom > 0 {
 		last, err := l.wal.LastIndex()

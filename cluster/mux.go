@@ -27,7 +27,7 @@ const (
 const handshakeTimeout = 5 * time.Second
 
 // Bounds on the raft port. Variables, not constants, so tests can shorten
-// the idle timeouts.
+// the idle timeouts and lower the caps.
 var (
 	// maxPortConns caps the connections the port holds once they have
 	// finished their handshake; past it, such connections are closed.

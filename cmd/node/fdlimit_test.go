@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	wal "github.com/hashicorp/raft-wal"
+
 	"github.com/raftsession/raftsession/internal/nodeproc"
 )
 
@@ -321,9 +323,10 @@ func firstLineWith(log, substr string) string {
 	return ""
 }
 
-// walSegmentSize is raft-wal's default segment size: a segment is sealed
-// and a new segment file created once this much log is in it.
-const walSegmentSize = 64 << 20
+// walSegmentSize is raft-wal's default segment size, which the node uses:
+// a segment is sealed and a new segment file created once this much log
+// is in it.
+var walSegmentSize = int64(wal.DefaultSegmentSize)
 
 // walSegments lists the raft-wal segment files of the data dir, oldest
 // first (the names start with the zero-padded base index).
