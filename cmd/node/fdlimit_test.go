@@ -534,7 +534,13 @@ func TestWALRotationWhileOutOfDescriptors(t *testing.T) {
 	n = writeUntil(time.Second, func() bool {
 		return rotated() || strings.Contains(p.Log(), "rotate error") || time.Since(flooded) > 3500*time.Millisecond
 	})
-	time.Sleep(200 * time.Millisecond) // let a rotation that was triggered finish or fail
+	// A rotation that was triggered finishes or fails in the background.
+	_ = nodeproc.Poll(2*time.Second, func() error {
+		if rotated() || strings.Contains(p.Log(), "rotate error") {
+			return nil
+		}
+		return errors.New("no rotation yet")
+	})
 	fds, _ := openFDs(pid)
 	segs, _ = walSegments(data)
 	fill, _ = walTailFill(data)
